@@ -1,0 +1,206 @@
+//! Errors that reach GraphQL clients, and the one place that maps them to `extensions.code`.
+//!
+//! Codes are stable SCREAMING_SNAKE strings that clients may branch on. Messages are short
+//! and human; upstream detail (bodies, transport errors) is logged, not leaked.
+
+use std::time::Duration;
+
+use async_graphql::ErrorExtensions;
+
+use crate::project_id::{InvalidProjectId, ProjectId};
+
+/// The stable `extensions.code` values this service emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// An argument failed validation; nothing was sent upstream.
+    BadUserInput,
+    /// No credentials to send upstream, or the upstream rejected them (HTTP 401).
+    Unauthenticated,
+    /// The upstream refused the caller (HTTP 403).
+    Forbidden,
+    /// The upstream says the project or resource does not exist.
+    NotFound,
+    /// The upstream is throttling (HTTP 429).
+    RateLimited,
+    /// Any other upstream failure status, or a 2xx with `is_success: false`.
+    UpstreamError,
+    /// No answer within the upstream deadline.
+    UpstreamTimeout,
+    /// The upstream could not be reached (connect, DNS, TLS).
+    UpstreamUnavailable,
+    /// A 2xx whose body is not the documented JSON.
+    BadUpstreamResponse,
+    /// The GraphQL request itself is malformed (parse, JSON, HTTP level).
+    BadRequest,
+    /// A request limit (size, depth, complexity, fan-out) was exceeded.
+    LimitExceeded,
+}
+
+impl ErrorCode {
+    /// The wire form of the code.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::BadUserInput => "BAD_USER_INPUT",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::NotFound => "NOT_FOUND",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::UpstreamError => "UPSTREAM_ERROR",
+            Self::UpstreamTimeout => "UPSTREAM_TIMEOUT",
+            Self::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
+            Self::BadUpstreamResponse => "BAD_UPSTREAM_RESPONSE",
+            Self::BadRequest => "BAD_REQUEST",
+            Self::LimitExceeded => "LIMIT_EXCEEDED",
+        }
+    }
+}
+
+/// Why one upstream list call failed. Shared between all fields of a request that needed
+/// the same project (the DataLoader hands out `Arc<UpstreamError>`).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Neither the caller nor the service has credentials to send.
+    #[error("no credentials: send the X-Auth-Token header with an IAM token")]
+    NoCredentials,
+    /// The upstream answered with a non-2xx status.
+    #[error("upstream answered HTTP {status}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// DLI/APIG `error_code`, when the body had one.
+        code: Option<String>,
+        /// DLI/APIG `error_msg`, when the body had one (sanitised, truncated).
+        message: Option<String>,
+        /// Seconds from a `Retry-After` header.
+        retry_after: Option<u64>,
+    },
+    /// A 2xx whose envelope says `is_success: false`.
+    #[error("upstream reported is_success=false")]
+    NotSuccess {
+        /// The envelope's `message` (sanitised, truncated).
+        message: Option<String>,
+    },
+    /// No complete answer within the deadline.
+    #[error("no upstream answer within {0:?}")]
+    Timeout(Duration),
+    /// Connecting or talking to the upstream failed.
+    #[error("upstream unreachable: {0}")]
+    Unavailable(String),
+    /// The body of a 2xx was not the documented JSON.
+    #[error("malformed upstream response: {0}")]
+    BadResponse(String),
+}
+
+impl UpstreamError {
+    /// The client-facing code for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NoCredentials => ErrorCode::Unauthenticated,
+            Self::Status { status, code, .. } => match (*status, code.as_deref()) {
+                (401, _) => ErrorCode::Unauthenticated,
+                (403, _) => ErrorCode::Forbidden,
+                (404, _) | (400, Some("DLI.0002" | "DLI.0023")) => ErrorCode::NotFound,
+                (429, _) => ErrorCode::RateLimited,
+                _ => ErrorCode::UpstreamError,
+            },
+            Self::NotSuccess { .. } => ErrorCode::UpstreamError,
+            Self::Timeout(_) => ErrorCode::UpstreamTimeout,
+            Self::Unavailable(_) => ErrorCode::UpstreamUnavailable,
+            Self::BadResponse(_) => ErrorCode::BadUpstreamResponse,
+        }
+    }
+
+    /// The GraphQL error for a field that needed `project`.
+    pub fn to_graphql(&self, project: &ProjectId) -> async_graphql::Error {
+        let code = self.code();
+        let detail = |m: &Option<String>| m.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+        let message = match self {
+            Self::NoCredentials => self.to_string(),
+            Self::Status { status, message, retry_after, .. } => match code {
+                ErrorCode::Unauthenticated => format!("DLI rejected the credentials{}", detail(message)),
+                ErrorCode::Forbidden => {
+                    format!("not allowed to list the connections of project {project}{}", detail(message))
+                }
+                ErrorCode::NotFound => format!("project {project} not found{}", detail(message)),
+                ErrorCode::RateLimited => match retry_after {
+                    Some(s) => format!("DLI is rate-limiting requests; retry after {s} s"),
+                    None => "DLI is rate-limiting requests; retry later".to_owned(),
+                },
+                _ => format!("DLI answered HTTP {status}{}", detail(message)),
+            },
+            Self::NotSuccess { message } => format!("DLI reported a failure{}", detail(message)),
+            Self::Timeout(d) => format!("DLI did not answer within {} ms", d.as_millis()),
+            Self::Unavailable(_) => "DLI is unreachable".to_owned(),
+            Self::BadResponse(_) => "DLI sent a response that is not the documented JSON".to_owned(),
+        };
+        async_graphql::Error::new(message).extend_with(|_, ext| {
+            ext.set("code", code.as_str());
+            ext.set("projectId", project.as_str());
+            if let Self::Status { status, code, retry_after, .. } = self {
+                ext.set("upstreamStatus", *status);
+                if let Some(c) = code {
+                    ext.set("upstreamCode", c.as_str());
+                }
+                if let Some(s) = retry_after {
+                    ext.set("retryAfter", *s);
+                }
+            }
+        })
+    }
+}
+
+/// A `BAD_USER_INPUT` error for an argument.
+pub fn bad_user_input(argument: &str, message: impl std::fmt::Display) -> async_graphql::Error {
+    async_graphql::Error::new(format!("invalid {argument}: {message}")).extend_with(|_, ext| {
+        ext.set("code", ErrorCode::BadUserInput.as_str());
+        ext.set("argument", argument);
+    })
+}
+
+/// A `BAD_USER_INPUT` error for an invalid `projectId` argument.
+pub fn invalid_project_id(e: InvalidProjectId) -> async_graphql::Error {
+    bad_user_input("projectId", e)
+}
+
+/// An error for a broken invariant inside the service (never caused by input).
+pub fn internal(message: &str) -> async_graphql::Error {
+    async_graphql::Error::new(format!("internal error: {message}"))
+        .extend_with(|_, ext| ext.set("code", "INTERNAL_SERVER_ERROR"))
+}
+
+/// Makes upstream text safe to show: printable characters only, at most 200 of them.
+pub fn sanitize_upstream_text(s: &str) -> Option<String> {
+    let cleaned: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).take(200).collect();
+    let trimmed = cleaned.trim();
+    (!trimmed.is_empty()).then(|| trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, code: &str) -> UpstreamError {
+        UpstreamError::Status { status, code: Some(code.into()), message: None, retry_after: None }
+    }
+
+    #[test]
+    fn maps_the_documented_statuses() {
+        assert_eq!(status(401, "APIG.0301").code(), ErrorCode::Unauthenticated);
+        assert_eq!(status(401, "APIG.0307").code(), ErrorCode::Unauthenticated);
+        assert_eq!(status(403, "APIG.0302").code(), ErrorCode::Forbidden);
+        assert_eq!(status(404, "APIG.0101").code(), ErrorCode::NotFound);
+        assert_eq!(status(400, "DLI.0002").code(), ErrorCode::NotFound);
+        assert_eq!(status(400, "DLI.0023").code(), ErrorCode::NotFound);
+        assert_eq!(status(400, "DLI.0999").code(), ErrorCode::UpstreamError);
+        assert_eq!(status(429, "APIG.0308").code(), ErrorCode::RateLimited);
+        assert_eq!(status(500, "DLI.0999").code(), ErrorCode::UpstreamError);
+        assert_eq!(status(502, "APIG.0201").code(), ErrorCode::UpstreamError);
+    }
+
+    #[test]
+    fn sanitizes_control_characters_and_length() {
+        assert_eq!(sanitize_upstream_text("a\nb\u{7}"), Some("a b".into()));
+        assert_eq!(sanitize_upstream_text(" \n "), None);
+        assert_eq!(sanitize_upstream_text(&"x".repeat(500)).map(|s| s.len()), Some(200));
+    }
+}

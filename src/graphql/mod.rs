@@ -1,0 +1,9 @@
+//! Everything that comes in as GraphQL: the schema, its types, the per-request DataLoader.
+//! Knows nothing about HTTP.
+
+pub mod connection;
+pub mod loader;
+pub mod schema;
+
+pub use loader::{ProjectDataLoader, ProjectLoader};
+pub use schema::{DliSchema, SchemaOptions, build, sdl};

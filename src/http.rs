@@ -1,0 +1,290 @@
+//! The HTTP layer: routes, GraphQL over HTTP, per-request data. Holds no resolvers.
+//!
+//! `POST /graphql` (JSON), `GET /graphql?query=…`, GraphiQL at `GET /graphql` for browsers
+//! and at `/`, and `GET /healthz`. Responses are `application/graphql-response+json` when
+//! the client accepts it (request errors then answer 400 without `data`), else
+//! `application/json` with status 200, as the GraphQL-over-HTTP spec asks.
+
+use std::sync::Arc;
+
+use async_graphql::{BatchResponse, ParseRequestError, http::GraphiQLSource};
+use async_graphql_axum::GraphQLBatchRequest;
+use axum::{
+    Router,
+    extract::{FromRequest, Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+use serde::Serialize;
+use tower_http::{sensitive_headers::SetSensitiveRequestHeadersLayer, trace::TraceLayer};
+
+use crate::{
+    error::ErrorCode,
+    graphql::{DliSchema, ProjectLoader},
+    upstream::{Client, Credential},
+};
+
+/// The media type of GraphQL-over-HTTP responses.
+pub const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The executable schema.
+    pub schema: DliSchema,
+    /// The upstream client.
+    pub client: Client,
+    /// Used when the caller sends no `X-Auth-Token` (e.g. the demo's token).
+    pub service_credential: Option<Credential>,
+}
+
+/// The router with its middleware.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post).fallback(method_not_allowed))
+        .route("/", get(graphiql))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+        .layer(TraceLayer::new_for_http())
+        // Keeps credentials out of anything that prints headers.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::HeaderName::from_static("x-auth-token"),
+            header::COOKIE,
+        ]))
+}
+
+/// The response media type the client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `application/graphql-response+json`: request errors are HTTP 400.
+    GraphqlResponseJson,
+    /// `application/json`: always HTTP 200 once the request is well-formed.
+    Json,
+}
+
+impl Format {
+    fn negotiate(headers: &HeaderMap) -> Option<Self> {
+        let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+            return Some(Self::Json);
+        };
+        let types: Vec<&str> = accept
+            .split(',')
+            .filter_map(|t| {
+                let mut parts = t.split(';').map(str::trim);
+                let mt = parts.next()?;
+                // `q=0` means "not acceptable".
+                let refused = parts
+                    .any(|p| p.strip_prefix("q=").is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0)));
+                (!refused).then_some(mt)
+            })
+            .collect();
+        let has = |t: &str| types.iter().any(|m| m.eq_ignore_ascii_case(t));
+        if has(GRAPHQL_RESPONSE_JSON) {
+            Some(Self::GraphqlResponseJson)
+        } else if has("application/json") || has("application/*") || has("*/*") || accept.trim().is_empty() {
+            Some(Self::Json)
+        } else {
+            None
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::GraphqlResponseJson => "application/graphql-response+json; charset=utf-8",
+            Self::Json => "application/json; charset=utf-8",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    errors: [ErrorEntry<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct ErrorEntry<'a> {
+    message: &'a str,
+    extensions: Extensions,
+}
+
+#[derive(Serialize)]
+struct Extensions {
+    code: &'static str,
+}
+
+/// An HTTP-level failure, answered as a GraphQL error body.
+pub fn error_response(
+    status: StatusCode,
+    code: ErrorCode,
+    message: &str,
+    format: Option<Format>,
+) -> Response {
+    let body = ErrorBody { errors: [ErrorEntry { message, extensions: Extensions { code: code.as_str() } }] };
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    let ct = format.unwrap_or(Format::Json).content_type();
+    (status, [(header::CONTENT_TYPE, ct)], body).into_response()
+}
+
+/// Rejection for a request body that is not a GraphQL-over-HTTP request.
+pub struct Rejection(ParseRequestError);
+
+impl From<ParseRequestError> for Rejection {
+    fn from(e: ParseRequestError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        match self.0 {
+            ParseRequestError::PayloadTooLarge => error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::LimitExceeded,
+                "request body too large",
+                None,
+            ),
+            e => {
+                let message = match e {
+                    ParseRequestError::InvalidRequest(e) => format!("the body is not a GraphQL request: {e}"),
+                    ParseRequestError::Io(e) => format!("could not read the request: {e}"),
+                    ParseRequestError::InvalidFilesMap(_) | ParseRequestError::InvalidMultipart(_) => {
+                        "multipart requests are not supported".to_owned()
+                    }
+                    other => format!("bad request: {other}"),
+                };
+                error_response(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, &message, None)
+            }
+        }
+    }
+}
+
+async fn graphql_post(State(state): State<AppState>, req: Request) -> Response {
+    let Some(format) = Format::negotiate(req.headers()) else {
+        return error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            ErrorCode::BadRequest,
+            "Accept must allow application/graphql-response+json or application/json",
+            None,
+        );
+    };
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::BadRequest,
+            "POST bodies must be application/json",
+            Some(format),
+        );
+    }
+    execute(state, req, format).await
+}
+
+async fn graphql_get(State(state): State<AppState>, req: Request) -> Response {
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let has_query = req.uri().query().is_some_and(|q| !q.is_empty());
+    if wants_html && !has_query {
+        return graphiql().await.into_response();
+    }
+    let Some(format) = Format::negotiate(req.headers()) else {
+        return error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            ErrorCode::BadRequest,
+            "Accept must allow application/graphql-response+json or application/json",
+            None,
+        );
+    };
+    execute(state, req, format).await
+}
+
+async fn execute(state: AppState, req: Request, format: Format) -> Response {
+    let credential = caller_credential(req.headers()).or_else(|| state.service_credential.clone());
+    let is_get = req.method() == Method::GET;
+    let batch = match GraphQLBatchRequest::<Rejection>::from_request(req, &()).await {
+        Ok(b) => b.into_inner(),
+        Err(rejection) => return rejection.into_response(),
+    };
+    if is_get
+        && batch.iter().any(|r| {
+            r.query.trim_start().starts_with("mutation") || r.query.trim_start().starts_with("subscription")
+        })
+    {
+        return error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::BadRequest,
+            "only queries may be sent with GET",
+            Some(format),
+        );
+    }
+    // One loader per HTTP request: every operation and field in it shares the batches.
+    let loader = Arc::new(ProjectLoader::data_loader(state.client.clone(), credential));
+    let batch = batch.data(loader);
+    let response = state.schema.execute_batch(batch).await;
+    graphql_response(response, format)
+}
+
+/// The caller's own `X-Auth-Token`, if it sent a usable one.
+fn caller_credential(headers: &HeaderMap) -> Option<Credential> {
+    headers.get("x-auth-token").and_then(|v| v.to_str().ok()).and_then(Credential::token)
+}
+
+#[derive(Serialize)]
+struct RequestErrorBody<'a> {
+    errors: &'a [async_graphql::ServerError],
+}
+
+fn graphql_response(response: BatchResponse, format: Format) -> Response {
+    let (status, body) = match &response {
+        // A request error (parse, validation, variables) has no data; with the new media
+        // type it is a 400 and `data` must be absent.
+        BatchResponse::Single(r)
+            if format == Format::GraphqlResponseJson
+                && r.data == async_graphql::Value::Null
+                && !r.errors.is_empty() =>
+        {
+            (StatusCode::BAD_REQUEST, serde_json::to_vec(&RequestErrorBody { errors: &r.errors }))
+        }
+        _ => (StatusCode::OK, serde_json::to_vec(&response)),
+    };
+    match body {
+        Ok(body) => {
+            let mut resp = (status, body).into_response();
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not serialize a response");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::BadRequest,
+                "internal error",
+                Some(format),
+            )
+        }
+    }
+}
+
+async fn method_not_allowed() -> Response {
+    let mut resp = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::BadRequest,
+        "use GET or POST on /graphql",
+        None,
+    );
+    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+    resp
+}
+
+async fn graphiql() -> Html<String> {
+    Html(GraphiQLSource::build().endpoint("/graphql").title("dli-graphql").finish())
+}
+
+async fn healthz() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
+}

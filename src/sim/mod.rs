@@ -1,0 +1,468 @@
+//! A faithful DLI simulator: real HTTP on a loopback port.
+//!
+//! It serves `GET /v2.0/{project_id}/datasource-connection` with the documented envelope
+//! and deterministic data ([`fixtures`]), answers a missing `X-Auth-Token` with the API
+//! gateway's 401 body, logs every request (path and headers) for tests to assert on, and
+//! injects faults per project: a status with the documented error body, a delay, a
+//! malformed body, `is_success: false`, or no answer at all.
+//!
+//! Faults are set through [`Simulator::set_fault`], through `PUT /__sim/faults/{project}`,
+//! or by naming a project `fault-401`, `fault-403`, `fault-404`, `fault-429`, `fault-500`,
+//! `fault-slow`, `fault-garbage` or `fault-unsuccessful` (any suffix), so a person in
+//! GraphiQL can see each error without any setup.
+
+pub mod fixtures;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{Path, State},
+    http::{HeaderMap, Request, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::{net::TcpListener, sync::oneshot};
+
+/// How many requests the log keeps (oldest dropped first); counters are never dropped.
+const LOG_CAPACITY: usize = 10_000;
+/// How many distinct projects' bodies are kept rendered.
+const BODY_CACHE_CAPACITY: usize = 4_096;
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Connections per project (the first is always the seed sample).
+    pub connections_per_project: usize,
+    /// Delay added to every list call.
+    pub base_delay: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self { connections_per_project: 12, base_delay: Duration::ZERO }
+    }
+}
+
+/// One injected behaviour for a project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    /// Milliseconds to wait before answering.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// What to answer after the delay.
+    #[serde(flatten)]
+    pub kind: FaultKind,
+}
+
+/// What a faulty project answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// The normal answer (use with `delay_ms`).
+    Normal,
+    /// A DLI error: `{error_code, error_msg}`; with `gateway`, the API gateway's
+    /// `{error_msg, error_code, request_id}`.
+    Error {
+        /// HTTP status.
+        status: u16,
+        /// `error_code`, e.g. `DLI.0002` or `APIG.0308`.
+        error_code: String,
+        /// `error_msg`.
+        error_msg: String,
+        /// Gateway-style body (with `request_id`).
+        #[serde(default)]
+        gateway: bool,
+        /// `Retry-After` seconds.
+        #[serde(default)]
+        retry_after: Option<u64>,
+    },
+    /// HTTP 200 with this exact body (malformed, or hand-crafted JSON).
+    Body {
+        /// The body sent.
+        body: String,
+    },
+    /// HTTP 200 with `is_success: false`.
+    NotSuccess {
+        /// The envelope's `message`.
+        message: String,
+    },
+    /// Never answers (the connection stays open until the client gives up).
+    Hang,
+}
+
+impl Fault {
+    /// A DLI-style error body with this status.
+    pub fn dli(status: u16, code: &str, msg: &str) -> Self {
+        Self::now(FaultKind::Error {
+            status,
+            error_code: code.into(),
+            error_msg: msg.into(),
+            gateway: false,
+            retry_after: None,
+        })
+    }
+    /// An API-gateway-style error body with this status.
+    pub fn gateway(status: u16, code: &str, msg: &str) -> Self {
+        Self::now(FaultKind::Error {
+            status,
+            error_code: code.into(),
+            error_msg: msg.into(),
+            gateway: true,
+            retry_after: None,
+        })
+    }
+    /// The gateway's throttling answer with `Retry-After`.
+    pub fn throttled(retry_after: u64) -> Self {
+        Self::now(FaultKind::Error {
+            status: 429,
+            error_code: "APIG.0308".into(),
+            error_msg:
+                "The throttling threshold has been reached: policy ip over ratelimit,limit:5,time:1 minute"
+                    .into(),
+            gateway: true,
+            retry_after: Some(retry_after),
+        })
+    }
+    /// A 200 with exactly this body: garbage, or a hand-crafted list.
+    pub fn body(body: &str) -> Self {
+        Self::now(FaultKind::Body { body: body.into() })
+    }
+    /// A 200 with `is_success: false`.
+    pub fn not_success(message: &str) -> Self {
+        Self::now(FaultKind::NotSuccess { message: message.into() })
+    }
+    /// The normal answer, late.
+    pub fn delay(d: Duration) -> Self {
+        Self { delay_ms: d.as_millis() as u64, kind: FaultKind::Normal }
+    }
+    /// No answer at all.
+    pub fn hang() -> Self {
+        Self::now(FaultKind::Hang)
+    }
+    fn now(kind: FaultKind) -> Self {
+        Self { delay_ms: 0, kind }
+    }
+
+    /// The fault a project's name asks for (`fault-401...`), if any.
+    pub fn for_project_name(project: &str) -> Option<Self> {
+        let rest = project.strip_prefix("fault-")?;
+        let pick = |p: &str| rest.starts_with(p);
+        Some(if pick("401") {
+            Self::gateway(
+                401,
+                "APIG.0301",
+                "Incorrect IAM authentication information: verify aksk signature fail",
+            )
+        } else if pick("403") {
+            Self::gateway(403, "APIG.0302", "The IAM user is not authorized to access the API")
+        } else if pick("404") {
+            Self::dli(400, "DLI.0002", "There is no project with this id")
+        } else if pick("429") {
+            Self::throttled(2)
+        } else if pick("500") {
+            Self::dli(500, "DLI.0999", "Internal server error")
+        } else if pick("slow") {
+            Self::delay(Duration::from_secs(3))
+        } else if pick("garbage") {
+            Self::body("{\"is_success\": true, \"connections\": [{\"name\": ")
+        } else if pick("unsuccessful") {
+            Self::not_success("The connection list could not be loaded")
+        } else {
+            return None;
+        })
+    }
+}
+
+/// One request as the simulator received it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggedRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Raw path, as sent (still percent-encoded).
+    pub path: String,
+    /// Raw query string, if any.
+    pub query: Option<String>,
+    /// Headers, lower-case names, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// When it arrived, relative to simulator start, in milliseconds.
+    pub at_ms: u64,
+}
+
+impl LoggedRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Call counters, as served by `GET /__sim/stats`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// List calls in total.
+    pub calls: u64,
+    /// List calls per project id.
+    pub by_project: HashMap<String, u64>,
+}
+
+/// The simulator's shared state.
+pub struct SimState {
+    opts: SimOptions,
+    started: Instant,
+    log: Mutex<VecDeque<LoggedRequest>>,
+    stats: Mutex<Stats>,
+    faults: Mutex<HashMap<String, Fault>>,
+    bodies: Mutex<HashMap<String, Bytes>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave these maps inconsistent; keep serving.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SimState {
+    fn new(opts: SimOptions) -> Self {
+        Self {
+            opts,
+            started: Instant::now(),
+            log: Mutex::default(),
+            stats: Mutex::default(),
+            faults: Mutex::default(),
+            bodies: Mutex::default(),
+        }
+    }
+
+    fn record(&self, req: &Request<Body>, project: Option<&str>) {
+        let entry = LoggedRequest {
+            method: req.method().to_string(),
+            path: req.uri().path().to_owned(),
+            query: req.uri().query().map(str::to_owned),
+            headers: req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect(),
+            at_ms: self.started.elapsed().as_millis() as u64,
+        };
+        let mut log = lock(&self.log);
+        if log.len() == LOG_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(entry);
+        drop(log);
+        if let Some(p) = project {
+            let mut stats = lock(&self.stats);
+            stats.calls += 1;
+            *stats.by_project.entry(p.to_owned()).or_default() += 1;
+        }
+    }
+
+    fn body_for(&self, project: &str) -> Bytes {
+        if let Some(b) = lock(&self.bodies).get(project) {
+            return b.clone();
+        }
+        let body = Bytes::from(fixtures::list_body(project, self.opts.connections_per_project));
+        let mut bodies = lock(&self.bodies);
+        if bodies.len() >= BODY_CACHE_CAPACITY {
+            bodies.clear();
+        }
+        bodies.insert(project.to_owned(), body.clone());
+        body
+    }
+}
+
+/// A running simulator. Stops when dropped.
+pub struct Simulator {
+    addr: SocketAddr,
+    state: Arc<SimState>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Simulator {
+    /// Binds `addr` (use port 0 for a random port) and serves until dropped.
+    pub async fn start(addr: SocketAddr, opts: SimOptions) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(SimState::new(opts));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = router(state.clone());
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "simulator stopped");
+            }
+        });
+        Ok(Self { addr, state, _stop: stop })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Makes `project` answer with `fault` until cleared.
+    pub fn set_fault(&self, project: &str, fault: Fault) {
+        lock(&self.state.faults).insert(project.to_owned(), fault);
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        lock(&self.state.faults).clear();
+    }
+
+    /// Every request received (up to the last 10 000).
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        lock(&self.state.log).iter().cloned().collect()
+    }
+
+    /// List calls received for `project`.
+    pub fn calls_for(&self, project: &str) -> u64 {
+        lock(&self.state.stats).by_project.get(project).copied().unwrap_or(0)
+    }
+
+    /// Counters of list calls.
+    pub fn stats(&self) -> Stats {
+        lock(&self.state.stats).clone()
+    }
+
+    /// Forgets logged requests and counters.
+    pub fn reset(&self) {
+        lock(&self.state.log).clear();
+        *lock(&self.state.stats) = Stats::default();
+    }
+}
+
+fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route("/v2.0/{project_id}/datasource-connection", get(list_connections))
+        .route("/__sim/stats", get(stats))
+        .route("/__sim/requests", get(requests))
+        .route("/__sim/reset", post(reset))
+        .route("/__sim/faults/{project_id}", put(put_fault).delete(delete_fault))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, extra: &[(header::HeaderName, String)]) -> Response {
+    let mut resp = (status, [(header::CONTENT_TYPE, "application/json;charset=UTF-8")], body).into_response();
+    let headers = resp.headers_mut();
+    if let Ok(v) = request_id().parse() {
+        headers.insert("x-request-id", v);
+    }
+    for (k, v) in extra {
+        if let Ok(v) = v.parse() {
+            headers.insert(k.clone(), v);
+        }
+    }
+    resp
+}
+
+fn gateway_error(status: StatusCode, code: &str, msg: &str) -> Response {
+    let body = serde_json::json!({ "error_msg": msg, "error_code": code, "request_id": request_id() });
+    json_response(status, body.to_string().into_bytes(), &[])
+}
+
+async fn list_connections(
+    State(state): State<Arc<SimState>>,
+    Path(project): Path<String>,
+    req: Request<Body>,
+) -> Response {
+    state.record(&req, Some(&project));
+    let headers: &HeaderMap = req.headers();
+    let fault = lock(&state.faults).get(&project).cloned().or_else(|| Fault::for_project_name(&project));
+    let base = state.opts.base_delay + Duration::from_millis(fault.as_ref().map_or(0, |f| f.delay_ms));
+    if !base.is_zero() {
+        tokio::time::sleep(base).await;
+    }
+    // Authentication happens at the gateway, before the service sees the request.
+    let token = headers.get("x-auth-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if token.trim().is_empty() {
+        return gateway_error(
+            StatusCode::UNAUTHORIZED,
+            "APIG.0301",
+            "Incorrect IAM authentication information: x-auth-token not found",
+        );
+    }
+    match fault.map(|f| f.kind) {
+        None | Some(FaultKind::Normal) => {
+            json_response(StatusCode::OK, state.body_for(&project).to_vec(), &[])
+        }
+        Some(FaultKind::Error { status, error_code, error_msg, gateway, retry_after }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = if gateway {
+                serde_json::json!({ "error_msg": error_msg, "error_code": error_code, "request_id": request_id() })
+            } else {
+                serde_json::json!({ "error_code": error_code, "error_msg": error_msg })
+            };
+            let extra: Vec<_> =
+                retry_after.map(|s| (header::RETRY_AFTER, s.to_string())).into_iter().collect();
+            json_response(status, body.to_string().into_bytes(), &extra)
+        }
+        Some(FaultKind::Body { body }) => json_response(StatusCode::OK, body.into_bytes(), &[]),
+        Some(FaultKind::NotSuccess { message }) => {
+            let body = serde_json::json!({ "is_success": false, "message": message });
+            json_response(StatusCode::OK, body.to_string().into_bytes(), &[])
+        }
+        Some(FaultKind::Hang) => {
+            std::future::pending::<()>().await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+    }
+}
+
+async fn stats(State(state): State<Arc<SimState>>) -> Json<Stats> {
+    Json(lock(&state.stats).clone())
+}
+
+async fn requests(State(state): State<Arc<SimState>>) -> Json<Vec<LoggedRequest>> {
+    Json(lock(&state.log).iter().cloned().collect())
+}
+
+async fn reset(State(state): State<Arc<SimState>>) -> StatusCode {
+    lock(&state.log).clear();
+    *lock(&state.stats) = Stats::default();
+    lock(&state.faults).clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn put_fault(
+    State(state): State<Arc<SimState>>,
+    Path(project): Path<String>,
+    Json(fault): Json<Fault>,
+) -> StatusCode {
+    lock(&state.faults).insert(project, fault);
+    StatusCode::NO_CONTENT
+}
+
+async fn delete_fault(State(state): State<Arc<SimState>>, Path(project): Path<String>) -> StatusCode {
+    lock(&state.faults).remove(&project);
+    StatusCode::NO_CONTENT
+}
+
+async fn not_found(State(state): State<Arc<SimState>>, req: Request<Body>) -> Response {
+    state.record(&req, None);
+    gateway_error(
+        StatusCode::NOT_FOUND,
+        "APIG.0101",
+        "The API does not exist or has not been published in the environment",
+    )
+}

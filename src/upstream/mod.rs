@@ -1,0 +1,9 @@
+//! Everything that goes out to DLI: the HTTP client, the response DTOs, authentication.
+
+pub mod auth;
+pub mod client;
+pub mod model;
+
+pub use auth::{Credential, CredentialIdentity};
+pub use client::{Client, ClientOptions};
+pub use model::{ConnectionDto, ListResponse};

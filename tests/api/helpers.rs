@@ -1,0 +1,101 @@
+//! `spawn_app()`: the real server and the real simulator, each on a random loopback port.
+
+use std::net::SocketAddr;
+
+use dli_graphql::{
+    app::App,
+    config::Config,
+    sim::{SimOptions, Simulator},
+};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// The token tests send unless they say otherwise.
+pub const TOKEN: &str = "test-token-5b1f0c7e";
+
+/// A running server with its simulator. Both stop when this is dropped.
+pub struct TestApp {
+    /// Where the server listens.
+    pub addr: SocketAddr,
+    /// The simulated DLI behind it.
+    pub sim: Simulator,
+    /// A plain HTTP client.
+    pub http: reqwest::Client,
+    _stop: oneshot::Sender<()>,
+}
+
+/// Starts a simulator and the server pointed at it.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[], SimOptions::default()).await
+}
+
+/// Like [`spawn_app`], with extra command-line arguments for the server.
+pub async fn spawn_app_with(args: &[&str], sim_opts: SimOptions) -> TestApp {
+    let sim = Simulator::start(([127, 0, 0, 1], 0).into(), sim_opts).await.expect("simulator starts");
+    let endpoint = sim.url();
+    let mut all = vec!["--listen", "127.0.0.1:0", "--endpoint", &endpoint];
+    all.extend_from_slice(args);
+    let config = Config::from_args(all).expect("config parses");
+    spawn_with_config(config, sim).await
+}
+
+/// Starts the server from `config`, keeping `sim` alive beside it.
+pub async fn spawn_with_config(config: Config, sim: Simulator) -> TestApp {
+    let app = App::build(&config).await.expect("app builds");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.serve(async {
+        let _ = stopped.await;
+    }));
+    TestApp { addr, sim, http: reqwest::Client::new(), _stop: stop }
+}
+
+impl TestApp {
+    /// `http://addr/graphql`.
+    pub fn graphql_url(&self) -> String {
+        format!("http://{}/graphql", self.addr)
+    }
+
+    /// POSTs `body` as JSON with the test token; returns status and parsed body.
+    pub async fn post(&self, body: &Value) -> (u16, Value) {
+        self.post_with_token(body, Some(TOKEN)).await
+    }
+
+    /// POSTs `body` as JSON with `token` (or none).
+    pub async fn post_with_token(&self, body: &Value, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.post(self.graphql_url()).json(body);
+        if let Some(t) = token {
+            req = req.header("X-Auth-Token", t);
+        }
+        let resp = req.send().await.expect("server answers");
+        let status = resp.status().as_u16();
+        let json = resp.json::<Value>().await.expect("JSON body");
+        (status, json)
+    }
+
+    /// Runs `query` with the test token and returns the whole response body.
+    pub async fn query(&self, query: &str) -> Value {
+        self.post(&json!({ "query": query })).await.1
+    }
+
+    /// Runs `query` with `variables`.
+    pub async fn query_vars(&self, query: &str, variables: Value) -> Value {
+        self.post(&json!({ "query": query, "variables": variables })).await.1
+    }
+}
+
+/// All fields of `Connection`, for selection sets.
+pub const ALL_FIELDS: &str = "projectId connectionId name state rawState service destination process connectionUrl clusterName queues createTime";
+
+/// The errors of a response, or an empty list.
+pub fn errors(resp: &Value) -> Vec<Value> {
+    resp["errors"].as_array().cloned().unwrap_or_default()
+}
+
+/// The single error whose path starts with `field`.
+pub fn error_at<'a>(resp: &'a Value, field: &str) -> &'a Value {
+    resp["errors"]
+        .as_array()
+        .and_then(|es| es.iter().find(|e| e["path"][0] == field))
+        .unwrap_or_else(|| panic!("no error at {field} in {resp:#}"))
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real server and the real DLI simulator over loopback HTTP.
+
+mod batching;
+mod connections;
+mod errors;
+mod helpers;
+mod http;
+mod schema;
+mod security;
