@@ -45,8 +45,12 @@ impl App {
             base,
             ClientOptions { timeout: config.upstream_timeout, max_body_bytes: config.upstream_max_body },
         )
-        .context("building the HTTP client")?;
-        let schema = graphql::build(&SchemaOptions { introspection: !config.disable_introspection });
+        .context("building the HTTP client")?
+        .with_resilience(config.resilience());
+        let schema = graphql::build(&SchemaOptions {
+            introspection: !config.disable_introspection,
+            limits: config.limits(),
+        });
         let router = http::router(AppState { schema, client, service_credential });
         let listener = TcpListener::bind(config.listen)
             .await

@@ -6,6 +6,11 @@ use std::{net::SocketAddr, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use reqwest::Url;
 
+use crate::{
+    limits::{self, Limits},
+    upstream::ResilienceOptions,
+};
+
 /// Command line of the `dli-graphql` binary.
 #[derive(Debug, Parser)]
 #[command(
@@ -74,6 +79,82 @@ pub struct Config {
     /// Start a built-in DLI simulator and serve its data (with a demo token), for trying things out.
     #[arg(long)]
     pub demo: bool,
+
+    /// Largest request body, in bytes; larger requests get HTTP 413.
+    #[arg(long, env = "DLI_GRAPHQL_MAX_BODY_BYTES", default_value_t = limits::DEFAULT_MAX_BODY_BYTES, value_parser = positive)]
+    pub max_body_bytes: usize,
+
+    /// Longest a client may take to send its request body (e.g. 10s); slower ones get HTTP 408.
+    #[arg(long, env = "DLI_GRAPHQL_BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// Most operations in one batched HTTP request.
+    #[arg(long, env = "DLI_GRAPHQL_MAX_BATCH", default_value_t = limits::DEFAULT_MAX_BATCH, value_parser = positive)]
+    pub max_batch: usize,
+
+    /// Longest query document, in bytes.
+    #[arg(long, env = "DLI_GRAPHQL_MAX_QUERY_LENGTH", default_value_t = limits::DEFAULT_MAX_QUERY_LENGTH, value_parser = positive)]
+    pub max_query_length: usize,
+
+    /// Most lexical tokens in a query document, counted before parsing.
+    #[arg(long, env = "DLI_GRAPHQL_MAX_TOKENS", default_value_t = limits::DEFAULT_MAX_TOKENS, value_parser = positive)]
+    pub max_tokens: usize,
+
+    /// Deepest field nesting of a query (introspection needs 13).
+    #[arg(long, env = "DLI_GRAPHQL_MAX_DEPTH", default_value_t = limits::DEFAULT_MAX_DEPTH, value_parser = positive)]
+    pub max_depth: usize,
+
+    /// Highest query complexity (one point per selected field, fragments expanded).
+    #[arg(long, env = "DLI_GRAPHQL_MAX_COMPLEXITY", default_value_t = limits::DEFAULT_MAX_COMPLEXITY, value_parser = positive)]
+    pub max_complexity: usize,
+
+    /// Most upstream-causing fields (`connections`, `_entities`, aliases included) per operation.
+    #[arg(long, env = "DLI_GRAPHQL_MAX_UPSTREAM_FIELDS", default_value_t = limits::DEFAULT_MAX_UPSTREAM_FIELDS, value_parser = positive)]
+    pub max_upstream_fields: usize,
+
+    /// Most distinct project ids one operation may name.
+    #[arg(long, env = "DLI_GRAPHQL_MAX_PROJECTS", default_value_t = limits::DEFAULT_MAX_PROJECTS, value_parser = positive)]
+    pub max_projects: usize,
+
+    /// Attempts per upstream list call (1 = no retries); retries only on connect errors, 502, 503, 504, 429.
+    #[arg(long, env = "DLI_UPSTREAM_MAX_ATTEMPTS", default_value_t = 3, value_parser = positive)]
+    pub upstream_max_attempts: usize,
+
+    /// Base of the exponential retry backoff (full jitter: a random wait up to base * 2^retry).
+    #[arg(long, env = "DLI_UPSTREAM_RETRY_BASE", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub upstream_retry_base: Duration,
+
+    /// Longest wait a 429's Retry-After may ask for and still be retried; longer waits fail at once.
+    #[arg(long, env = "DLI_UPSTREAM_RETRY_AFTER_CAP", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub upstream_retry_after_cap: Duration,
+
+    /// Most upstream requests in flight at once; more wait (within their deadline).
+    #[arg(long, env = "DLI_UPSTREAM_CONCURRENCY", default_value_t = 64, value_parser = positive)]
+    pub upstream_concurrency: usize,
+
+    /// Consecutive upstream failures (connect errors, timeouts, 5xx) that open the circuit breaker.
+    #[arg(long, env = "DLI_BREAKER_THRESHOLD", default_value_t = 5, value_parser = positive)]
+    pub breaker_threshold: usize,
+
+    /// How long an open circuit fails calls fast before letting one probe through.
+    #[arg(long, env = "DLI_BREAKER_COOLDOWN", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub breaker_cooldown: Duration,
+
+    /// Allow cross-origin browser requests from this origin (repeatable; CORS is off without it).
+    #[arg(long = "cors-origin", env = "DLI_GRAPHQL_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the process exits.
+    #[arg(long, env = "DLI_GRAPHQL_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// A count that must be at least 1.
+fn positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number of at least 1".to_owned()),
+    }
 }
 
 /// A configuration that cannot be served.
@@ -90,6 +171,9 @@ pub enum ConfigError {
     /// The endpoint is not an http(s) base URL.
     #[error("--endpoint must be an http:// or https:// URL without query or credentials")]
     BadEndpoint,
+    /// A CORS origin is not `scheme://host[:port]`.
+    #[error("--cors-origin must be an origin like https://app.example.com (scheme, host, optional port; no path)")]
+    BadCorsOrigin,
 }
 
 impl Config {
@@ -101,6 +185,50 @@ impl Config {
     {
         Cli::try_parse_from(std::iter::once("dli-graphql".into()).chain(args.into_iter().map(Into::into)))
             .map(|c| c.config)
+    }
+
+    /// The request limits this configuration sets.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_bytes,
+            body_read_timeout: self.body_read_timeout,
+            max_batch: self.max_batch,
+            max_query_length: self.max_query_length,
+            max_tokens: self.max_tokens,
+            max_depth: self.max_depth,
+            max_complexity: self.max_complexity,
+            max_upstream_fields: self.max_upstream_fields,
+            max_projects: self.max_projects,
+        }
+    }
+
+    /// The upstream retry, concurrency and circuit-breaker settings.
+    pub fn resilience(&self) -> ResilienceOptions {
+        ResilienceOptions {
+            max_attempts: self.upstream_max_attempts,
+            retry_base: self.upstream_retry_base,
+            retry_after_cap: self.upstream_retry_after_cap,
+            max_concurrency: self.upstream_concurrency,
+            breaker_threshold: self.breaker_threshold,
+            breaker_cooldown: self.breaker_cooldown,
+        }
+    }
+
+    /// The origins allowed by CORS, or an error naming the first unusable one.
+    pub fn cors_origins(&self) -> Result<Vec<http::HeaderValue>, ConfigError> {
+        self.cors_origins
+            .iter()
+            .map(|o| o.trim())
+            .filter(|o| !o.is_empty())
+            .map(|o| {
+                let ok = Url::parse(o).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/"
+                }) && !o.ends_with('/');
+                if ok { http::HeaderValue::from_str(o).map_err(|_| ConfigError::BadCorsOrigin) } else {
+                    Err(ConfigError::BadCorsOrigin)
+                }
+            })
+            .collect()
     }
 
     /// The upstream base URL from `--endpoint` or `--region`.

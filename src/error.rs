@@ -89,6 +89,9 @@ pub enum UpstreamError {
     /// The body of a 2xx was not the documented JSON.
     #[error("malformed upstream response: {0}")]
     BadResponse(String),
+    /// The circuit breaker is open after repeated upstream failures; nothing was sent.
+    #[error("circuit breaker open for another {0:?}")]
+    CircuitOpen(Duration),
 }
 
 impl UpstreamError {
@@ -105,7 +108,7 @@ impl UpstreamError {
             },
             Self::NotSuccess { .. } => ErrorCode::UpstreamError,
             Self::Timeout(_) => ErrorCode::UpstreamTimeout,
-            Self::Unavailable(_) => ErrorCode::UpstreamUnavailable,
+            Self::Unavailable(_) | Self::CircuitOpen(_) => ErrorCode::UpstreamUnavailable,
             Self::BadResponse(_) => ErrorCode::BadUpstreamResponse,
         }
     }
@@ -132,6 +135,10 @@ impl UpstreamError {
             Self::Timeout(d) => format!("DLI did not answer within {} ms", d.as_millis()),
             Self::Unavailable(_) => "DLI is unreachable".to_owned(),
             Self::BadResponse(_) => "DLI sent a response that is not the documented JSON".to_owned(),
+            Self::CircuitOpen(d) => format!(
+                "DLI is failing repeatedly; calls are paused for {} s (circuit breaker open)",
+                d.as_secs().max(1)
+            ),
         };
         async_graphql::Error::new(message).extend_with(|_, ext| {
             ext.set("code", code.as_str());

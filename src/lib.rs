@@ -7,6 +7,7 @@
 //! - [`graphql`]: schema, types (views over the DTOs), the per-request DataLoader. No HTTP.
 //! - [`upstream`]: everything that goes out to DLI: client, DTOs, credentials.
 //! - [`error`]: `UpstreamError` and its single mapping to `extensions.code`.
+//! - [`limits`]: request limits and the pre-parse token scan (enforced in `http` and `graphql::limits`).
 //! - [`project_id`]: the validated project id, the only client input in upstream URLs.
 //! - [`sim`]: the DLI simulator used by the tests and `--demo`.
 //!
@@ -24,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod limits;
 pub mod project_id;
 pub mod sim;
 pub mod telemetry;

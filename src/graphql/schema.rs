@@ -4,9 +4,10 @@ use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Schem
 
 use super::{
     connection::{Connection, ConnectionState},
+    limits::DocumentLimits,
     loader::ProjectDataLoader,
 };
-use crate::{error, project_id::ProjectId};
+use crate::{error, limits::Limits, project_id::ProjectId};
 
 /// The executable schema type.
 pub type DliSchema = Schema<Query, EmptyMutation, EmptySubscription>;
@@ -79,11 +80,13 @@ pub async fn connections_of(
 pub struct SchemaOptions {
     /// Serve `__schema`/`__type` and field suggestions.
     pub introspection: bool,
+    /// Document limits enforced before execution.
+    pub limits: Limits,
 }
 
 impl Default for SchemaOptions {
     fn default() -> Self {
-        Self { introspection: true }
+        Self { introspection: true, limits: Limits::default() }
     }
 }
 
@@ -93,6 +96,11 @@ pub fn build(opts: &SchemaOptions) -> DliSchema {
     if !opts.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
+    // Depth and complexity are checked by `DocumentLimits` (with errors naming the limit);
+    // async-graphql's recursion guard counts fragment levels too, so it gets more room.
+    builder = builder
+        .limit_recursive_depth(crate::limits::nesting_bound(opts.limits.max_depth))
+        .extension(DocumentLimits(std::sync::Arc::new(opts.limits.clone())));
     builder.finish()
 }
 

@@ -7,7 +7,11 @@ use reqwest::{StatusCode, Url, header};
 use serde::Deserialize;
 use tracing::Instrument;
 
-use super::{auth::Credential, model::ListResponse};
+use super::{
+    auth::Credential,
+    model::ListResponse,
+    resilience::{Resilience, ResilienceOptions},
+};
 use crate::{
     error::{UpstreamError, sanitize_upstream_text},
     project_id::ProjectId,
@@ -33,7 +37,9 @@ impl Default for ClientOptions {
 pub struct Client {
     http: reqwest::Client,
     base: Url,
-    opts: ClientOptions,
+    pub(super) opts: ClientOptions,
+    /// Retries, concurrency cap and breaker (see `resilience.rs`); shared by clones.
+    pub(super) resilience: Arc<Resilience>,
 }
 
 impl std::fmt::Debug for Client {
@@ -53,7 +59,7 @@ impl Client {
             // The deadline is enforced per call below; a redirect could leave the host.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { http, base, opts })
+        Ok(Self { http, base, opts, resilience: Resilience::new(ResilienceOptions::default()) })
     }
 
     /// The base URL calls go to.
@@ -86,10 +92,8 @@ impl Client {
             error_code = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
-        let result = tokio::time::timeout(self.opts.timeout, self.list_once(project, credential))
-            .instrument(span.clone())
-            .await
-            .unwrap_or(Err(UpstreamError::Timeout(self.opts.timeout)));
+        // Retries, concurrency cap and breaker, all within `self.opts.timeout`.
+        let result = self.list_resilient(project, credential).instrument(span.clone()).await;
         let _enter = span.enter();
         match &result {
             Ok(r) => tracing::debug!(
@@ -107,7 +111,7 @@ impl Client {
         result
     }
 
-    async fn list_once(
+    pub(super) async fn list_once(
         &self,
         project: &ProjectId,
         credential: &Credential,
@@ -131,13 +135,16 @@ impl Client {
     }
 }
 
+/// The `Unavailable` kind of a failed connect (the only transport error that is retried).
+pub(crate) const CONNECT_FAILED: &str = "connect failed";
+
 fn transport_error(e: reqwest::Error, timeout: Duration) -> UpstreamError {
     if e.is_timeout() {
         UpstreamError::Timeout(timeout)
     } else {
         // Only the error kind is kept: reqwest's Display can include the URL.
         let kind = if e.is_connect() {
-            "connect failed"
+            CONNECT_FAILED
         } else if e.is_body() || e.is_decode() {
             "body read failed"
         } else {

@@ -1,9 +1,13 @@
-//! Everything that goes out to DLI: the HTTP client, the response DTOs, authentication.
+//! Everything that goes out to DLI: the HTTP client, the response DTOs, authentication,
+//! and the resilience around each call (retries, concurrency cap, circuit breaker).
 
 pub mod auth;
+pub mod breaker;
 pub mod client;
 pub mod model;
+pub mod resilience;
 
 pub use auth::{Credential, CredentialIdentity};
 pub use client::{Client, ClientOptions};
 pub use model::{ConnectionDto, ListResponse};
+pub use resilience::ResilienceOptions;

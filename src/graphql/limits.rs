@@ -1,0 +1,286 @@
+//! The schema extension that enforces the document limits of [`crate::limits::Limits`].
+//!
+//! - before parsing: document length, token count and bracket nesting (a linear scan, so a
+//!   hostile document never reaches the recursive parser);
+//! - after parsing: upstream fan-out, i.e. how many field selections can cause an upstream
+//!   call (`connections` on any type, `_entities`) and how many distinct project ids the
+//!   operation names (arguments and input objects with a `projectId` or `id` key, variables
+//!   resolved), with fragments expanded;
+//! - after validation: depth and complexity, from async-graphql's own calculation.
+//!
+//! A rejected operation never executes, so it costs no upstream call.
+
+use std::{
+    collections::{HashMap, HashSet},
+    convert::Infallible,
+    sync::Arc,
+};
+
+use async_graphql::{
+    Name, Request, ServerError, ServerResult, ValidationResult, Value, Variables,
+    extensions::{
+        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
+        NextValidation,
+    },
+    parser::types::{
+        DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
+    },
+};
+
+use crate::limits::{Limits, check_document, limit_error};
+
+/// Field names whose resolution loads a project from upstream.
+pub const UPSTREAM_FIELDS: &[&str] = &["connections", "_entities"];
+/// Argument and input-object keys that name a project.
+pub const PROJECT_KEYS: &[&str] = &["projectId", "id"];
+
+/// Installs the document limits on a schema (`SchemaBuilder::extension`).
+#[derive(Debug, Clone)]
+pub struct DocumentLimits(pub Arc<Limits>);
+
+impl ExtensionFactory for DocumentLimits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(DocumentLimitsExtension(self.0.clone()))
+    }
+}
+
+struct DocumentLimitsExtension(Arc<Limits>);
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for DocumentLimitsExtension {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        check_document(&request.query, &self.0)?;
+        // Parsed here (and kept in the request, so not parsed twice) to measure the document
+        // before async-graphql walks it: its recursion check and validation expand fragment
+        // spreads without memoisation, which a fragment bomb turns into exponential work.
+        let doc = async_graphql::parser::parse_query(&request.query)?;
+        check_fan_out(&doc, &request.variables, &self.0)?;
+        request.set_parsed_query(doc);
+        next.run(ctx, request).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables).await.map_err(|e| {
+            // async-graphql's own recursion check (fragments included) runs in this step.
+            if e.message.starts_with("The recursion depth of the query") {
+                limit_error("max-depth", self.0.max_depth, "the query is nested too deeply")
+            } else {
+                e
+            }
+        })
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await?;
+        if result.depth > self.0.max_depth {
+            return Err(vec![limit_error(
+                "max-depth",
+                self.0.max_depth,
+                format_args!("the query is {} levels deep", result.depth),
+            )]);
+        }
+        if result.complexity > self.0.max_complexity {
+            return Err(vec![limit_error(
+                "max-complexity",
+                self.0.max_complexity,
+                format_args!("the query's complexity is {}", result.complexity),
+            )]);
+        }
+        Ok(result)
+    }
+}
+
+/// Upstream fan-out of one document: upstream-causing selections and distinct projects.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FanOut {
+    /// Selections of [`UPSTREAM_FIELDS`], fragments expanded (saturating).
+    pub upstream_fields: usize,
+    /// All field selections, fragments expanded (saturating): a lower bound of complexity.
+    pub fields: usize,
+    /// Distinct project ids named (counting stops just past the limit).
+    pub projects: HashSet<String>,
+}
+
+fn check_fan_out(doc: &ExecutableDocument, variables: &Variables, limits: &Limits) -> ServerResult<()> {
+    // Operations other than the executed one are refused by async-graphql anyway; checking
+    // each one keeps this independent of the operation name.
+    for op in operations(doc) {
+        let fan_out = fan_out(doc, op, variables, limits.max_projects);
+        if fan_out.fields > limits.max_complexity {
+            return Err(limit_error(
+                "max-complexity",
+                limits.max_complexity,
+                format_args!("the operation selects {} fields once fragments are expanded", fan_out.fields),
+            ));
+        }
+        if fan_out.upstream_fields > limits.max_upstream_fields {
+            return Err(limit_error(
+                "max-upstream-fields",
+                limits.max_upstream_fields,
+                format_args!(
+                    "the operation selects upstream fields ({}) {} times",
+                    UPSTREAM_FIELDS.join(", "),
+                    fan_out.upstream_fields
+                ),
+            ));
+        }
+        if fan_out.projects.len() > limits.max_projects {
+            return Err(limit_error(
+                "max-projects",
+                limits.max_projects,
+                "the operation names too many distinct projects",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn operations(doc: &ExecutableDocument) -> Vec<&OperationDefinition> {
+    match &doc.operations {
+        DocumentOperations::Single(op) => vec![&op.node],
+        DocumentOperations::Multiple(ops) => ops.values().map(|op| &op.node).collect(),
+    }
+}
+
+/// Measures the fan-out of `op`; stops collecting projects once there are more than
+/// `project_cap`.
+pub fn fan_out(
+    doc: &ExecutableDocument,
+    op: &OperationDefinition,
+    variables: &Variables,
+    project_cap: usize,
+) -> FanOut {
+    let mut walker = Walker {
+        doc,
+        variables,
+        defaults: op
+            .variable_definitions
+            .iter()
+            .filter_map(|v| v.node.default_value.as_ref().map(|d| (v.node.name.node.clone(), &d.node)))
+            .collect(),
+        project_cap,
+        projects: HashSet::new(),
+        fragment_counts: HashMap::new(),
+        expanding: HashSet::new(),
+    };
+    let Count { upstream, fields } = walker.selection_set(&op.selection_set.node);
+    FanOut { upstream_fields: upstream, fields, projects: walker.projects }
+}
+
+struct Walker<'a> {
+    doc: &'a ExecutableDocument,
+    variables: &'a Variables,
+    defaults: HashMap<Name, &'a Value>,
+    project_cap: usize,
+    projects: HashSet<String>,
+    /// Upstream fields per fragment, computed once: spreads can repeat a fragment
+    /// exponentially often, the walk stays linear in the document.
+    fragment_counts: HashMap<Name, Count>,
+    /// Fragments being expanded; a cycle counts zero here and fails validation later.
+    expanding: HashSet<Name>,
+}
+
+/// Selections below a point of the document, fragments expanded.
+#[derive(Debug, Default, Clone, Copy)]
+struct Count {
+    upstream: usize,
+    fields: usize,
+}
+
+impl Count {
+    fn add(self, other: Count) -> Count {
+        Count {
+            upstream: self.upstream.saturating_add(other.upstream),
+            fields: self.fields.saturating_add(other.fields),
+        }
+    }
+}
+
+impl Walker<'_> {
+    fn selection_set(&mut self, set: &SelectionSet) -> Count {
+        let mut count = Count::default();
+        for item in &set.items {
+            let n = match &item.node {
+                Selection::Field(field) => {
+                    let field = &field.node;
+                    for (name, value) in &field.arguments {
+                        let value = value.node.clone().into_const_with(|var| {
+                            Ok::<_, Infallible>(self.variable(&var).cloned().unwrap_or_default())
+                        });
+                        let Ok(value) = value;
+                        self.collect_projects(&value, Some(name.node.as_str()));
+                    }
+                    let own = Count {
+                        upstream: usize::from(UPSTREAM_FIELDS.contains(&field.name.node.as_str())),
+                        fields: 1,
+                    };
+                    own.add(self.selection_set(&field.selection_set.node))
+                }
+                Selection::InlineFragment(inline) => self.selection_set(&inline.node.selection_set.node),
+                Selection::FragmentSpread(spread) => self.fragment(&spread.node.fragment_name.node),
+            };
+            count = count.add(n);
+        }
+        count
+    }
+
+    fn fragment(&mut self, name: &Name) -> Count {
+        if let Some(n) = self.fragment_counts.get(name) {
+            return *n;
+        }
+        let Some(fragment) = self.doc.fragments.get(name) else { return Count::default() };
+        if !self.expanding.insert(name.clone()) {
+            return Count::default();
+        }
+        let n = self.selection_set(&fragment.node.selection_set.node);
+        self.expanding.remove(name);
+        self.fragment_counts.insert(name.clone(), n);
+        n
+    }
+
+    fn variable(&self, name: &Name) -> Option<&Value> {
+        self.variables.get(name).or_else(|| self.defaults.get(name).copied())
+    }
+
+    /// Records project ids in `value`: the value itself when it sits under a project key,
+    /// and recursively every `projectId`/`id` key of input objects (entity representations).
+    fn collect_projects(&mut self, value: &Value, key: Option<&str>) {
+        if self.projects.len() > self.project_cap {
+            return;
+        }
+        match value {
+            Value::String(s) if key.is_some_and(|k| PROJECT_KEYS.contains(&k)) => {
+                self.projects.insert(s.clone());
+            }
+            Value::Number(n) if key.is_some_and(|k| PROJECT_KEYS.contains(&k)) => {
+                self.projects.insert(n.to_string());
+            }
+            Value::List(items) => {
+                for item in items {
+                    self.collect_projects(item, key);
+                }
+            }
+            Value::Object(fields) => {
+                for (k, v) in fields {
+                    self.collect_projects(v, Some(k.as_str()));
+                }
+            }
+            _ => {}
+        }
+    }
+}
