@@ -1,6 +1,10 @@
 //! Wiring: `Config` in, a bound server out.
 
-use std::{future::Future, net::SocketAddr};
+use std::{
+    future::{Future, IntoFuture as _},
+    net::SocketAddr,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -21,6 +25,7 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     addr: SocketAddr,
+    shutdown_timeout: Duration,
     // Keeps the demo simulator running as long as the app.
     _sim: Option<Simulator>,
 }
@@ -51,12 +56,17 @@ impl App {
             introspection: !config.disable_introspection,
             limits: config.limits(),
         });
-        let router = http::router(AppState { schema, client, service_credential });
+        let limits = std::sync::Arc::new(config.limits());
+        let mut router = http::router(AppState { schema, client, service_credential, limits });
+        let origins = config.cors_origins()?;
+        if !origins.is_empty() {
+            router = router.layer(http::guard::cors_layer(origins));
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        Ok(Self { listener, router, addr, _sim: sim })
+        Ok(Self { listener, router, addr, shutdown_timeout: config.shutdown_timeout, _sim: sim })
     }
 
     /// The address the server is bound to.
@@ -64,9 +74,32 @@ impl App {
         self.addr
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish for up to
+    /// `--shutdown-timeout`; connections still open after that are dropped. Either way the
+    /// result is `Ok` once the server has stopped.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await
+        let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = signalled.send(());
+        };
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).into_future();
+        let drain_deadline = async {
+            if on_signal.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(self.shutdown_timeout).await;
+        };
+        tokio::select! {
+            result = server => result,
+            () = drain_deadline => {
+                tracing::warn!(
+                    timeout_ms = self.shutdown_timeout.as_millis() as u64,
+                    "shutdown deadline passed; dropping the requests still in flight"
+                );
+                Ok(())
+            }
+        }
     }
 }
 

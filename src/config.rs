@@ -172,7 +172,9 @@ pub enum ConfigError {
     #[error("--endpoint must be an http:// or https:// URL without query or credentials")]
     BadEndpoint,
     /// A CORS origin is not `scheme://host[:port]`.
-    #[error("--cors-origin must be an origin like https://app.example.com (scheme, host, optional port; no path)")]
+    #[error(
+        "--cors-origin must be an origin like https://app.example.com (scheme, host, optional port; no path)"
+    )]
     BadCorsOrigin,
 }
 
@@ -224,7 +226,9 @@ impl Config {
                 let ok = Url::parse(o).is_ok_and(|u| {
                     matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/"
                 }) && !o.ends_with('/');
-                if ok { http::HeaderValue::from_str(o).map_err(|_| ConfigError::BadCorsOrigin) } else {
+                if ok {
+                    http::HeaderValue::from_str(o).map_err(|_| ConfigError::BadCorsOrigin)
+                } else {
                     Err(ConfigError::BadCorsOrigin)
                 }
             })

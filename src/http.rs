@@ -22,8 +22,11 @@ use tower_http::{sensitive_headers::SetSensitiveRequestHeadersLayer, trace::Trac
 use crate::{
     error::ErrorCode,
     graphql::{DliSchema, ProjectLoader},
+    limits::Limits,
     upstream::{Client, Credential},
 };
+
+pub mod guard;
 
 /// The media type of GraphQL-over-HTTP responses.
 pub const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -37,6 +40,8 @@ pub struct AppState {
     pub client: Client,
     /// Used when the caller sends no `X-Auth-Token` (e.g. the demo's token).
     pub service_credential: Option<Credential>,
+    /// Request limits (body size and read time, batch size; the rest are in the schema).
+    pub limits: Arc<Limits>,
 }
 
 /// The router with its middleware.
@@ -179,6 +184,10 @@ async fn graphql_post(State(state): State<AppState>, req: Request) -> Response {
             Some(format),
         );
     }
+    let req = match guard::buffer_body(req, &state.limits, format).await {
+        Ok(req) => req,
+        Err(resp) => return resp,
+    };
     execute(state, req, format).await
 }
 
@@ -210,6 +219,9 @@ async fn execute(state: AppState, req: Request, format: Format) -> Response {
         Ok(b) => b.into_inner(),
         Err(rejection) => return rejection.into_response(),
     };
+    if let Some(resp) = guard::check_batch(&batch, &state.limits, format) {
+        return resp;
+    }
     if is_get
         && batch.iter().any(|r| {
             r.query.trim_start().starts_with("mutation") || r.query.trim_start().starts_with("subscription")

@@ -19,12 +19,9 @@ use std::{
 use async_graphql::{
     Name, Request, ServerError, ServerResult, ValidationResult, Value, Variables,
     extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
-        NextValidation,
+        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextValidation,
     },
-    parser::types::{
-        DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
-    },
+    parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet},
 };
 
 use crate::limits::{Limits, check_document, limit_error};

@@ -65,7 +65,11 @@ pub fn is_failure(result: &Result<impl Sized, UpstreamError>) -> bool {
 impl Breaker {
     /// A closed breaker that opens after `threshold` consecutive failures for `cooldown`.
     pub fn new(threshold: usize, cooldown: Duration) -> Self {
-        Self { threshold: threshold.max(1), cooldown, state: Mutex::new(BreakerState::Closed { failures: 0 }) }
+        Self {
+            threshold: threshold.max(1),
+            cooldown,
+            state: Mutex::new(BreakerState::Closed { failures: 0 }),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, BreakerState> {
@@ -204,7 +208,9 @@ mod tests {
 
     #[test]
     fn only_unreachability_timeouts_and_5xx_are_failures() {
-        let status = |s| Err::<(), _>(UpstreamError::Status { status: s, code: None, message: None, retry_after: None });
+        let status = |s| {
+            Err::<(), _>(UpstreamError::Status { status: s, code: None, message: None, retry_after: None })
+        };
         assert!(is_failure(&status(500)));
         assert!(is_failure(&status(503)));
         assert!(!is_failure(&status(429)));

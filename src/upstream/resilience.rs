@@ -93,7 +93,9 @@ pub fn retry_delay(
             }
             asked
         }
-        UpstreamError::Status { status: 429 | 502 | 503 | 504, .. } => backoff(retry, opts.retry_base, jitter),
+        UpstreamError::Status { status: 429 | 502 | 503 | 504, .. } => {
+            backoff(retry, opts.retry_base, jitter)
+        }
         UpstreamError::Unavailable(kind) if kind == CONNECT_FAILED => backoff(retry, opts.retry_base, jitter),
         _ => return None,
     };
@@ -180,7 +182,9 @@ mod tests {
             assert!(retry_delay(&status(s, None), 1, &o, LOTS, 0.5).is_none(), "{s}");
         }
         assert!(retry_delay(&UpstreamError::Unavailable(CONNECT_FAILED.into()), 1, &o, LOTS, 0.5).is_some());
-        assert!(retry_delay(&UpstreamError::Unavailable("body read failed".into()), 1, &o, LOTS, 0.5).is_none());
+        assert!(
+            retry_delay(&UpstreamError::Unavailable("body read failed".into()), 1, &o, LOTS, 0.5).is_none()
+        );
         assert!(retry_delay(&UpstreamError::Timeout(LOTS), 1, &o, LOTS, 0.5).is_none());
         assert!(retry_delay(&UpstreamError::BadResponse("x".into()), 1, &o, LOTS, 0.5).is_none());
         assert!(retry_delay(&UpstreamError::NotSuccess { message: None }, 1, &o, LOTS, 0.5).is_none());
