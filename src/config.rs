@@ -100,7 +100,7 @@ pub struct Config {
     #[arg(long, env = "DLI_GRAPHQL_MAX_TOKENS", default_value_t = limits::DEFAULT_MAX_TOKENS, value_parser = positive)]
     pub max_tokens: usize,
 
-    /// Deepest field nesting of a query (introspection needs 13).
+    /// Deepest field nesting of a query (the standard introspection query needs 15).
     #[arg(long, env = "DLI_GRAPHQL_MAX_DEPTH", default_value_t = limits::DEFAULT_MAX_DEPTH, value_parser = positive)]
     pub max_depth: usize,
 

@@ -46,9 +46,9 @@ pub const DEFAULT_MAX_BATCH: usize = 16;
 pub const DEFAULT_MAX_QUERY_LENGTH: usize = 64 * 1024;
 /// Default of `--max-tokens` (Apollo Router's parser default; introspection needs about 300).
 pub const DEFAULT_MAX_TOKENS: usize = 15_000;
-/// Default of `--max-depth` (the standard introspection query is 13 levels deep).
+/// Default of `--max-depth` (the standard introspection query is 15 levels deep).
 pub const DEFAULT_MAX_DEPTH: usize = 20;
-/// Default of `--max-complexity` (the standard introspection query scores about 120).
+/// Default of `--max-complexity` (the standard introspection query selects about 230 fields).
 pub const DEFAULT_MAX_COMPLEXITY: usize = 1_000;
 /// Default of `--max-upstream-fields`.
 pub const DEFAULT_MAX_UPSTREAM_FIELDS: usize = 50;

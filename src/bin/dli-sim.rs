@@ -18,6 +18,9 @@ struct Args {
     /// Delay added to every list call, in milliseconds.
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
+    /// Fraction (0.0-1.0) of list calls that get a random fault (500, 429, 2 s delay, malformed body).
+    #[arg(long, default_value_t = 0.0)]
+    fault_rate: f64,
 }
 
 #[tokio::main]
@@ -27,6 +30,7 @@ async fn main() -> std::process::ExitCode {
     let opts = SimOptions {
         connections_per_project: args.connections.max(1),
         base_delay: Duration::from_millis(args.delay_ms),
+        fault_rate: args.fault_rate.clamp(0.0, 1.0),
     };
     let sim = match Simulator::start(args.listen, opts).await {
         Ok(sim) => sim,

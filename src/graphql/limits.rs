@@ -2,11 +2,14 @@
 //!
 //! - before parsing: document length, token count and bracket nesting (a linear scan, so a
 //!   hostile document never reaches the recursive parser);
-//! - after parsing: upstream fan-out, i.e. how many field selections can cause an upstream
+//! - after parsing, before async-graphql walks the document: depth and field count
+//!   (fragments expanded once each, so a fragment bomb costs linear time), and upstream
+//!   fan-out, i.e. how many field selections can cause an upstream
 //!   call (`connections` on any type, `_entities`) and how many distinct project ids the
 //!   operation names (arguments and input objects with a `projectId` or `id` key, variables
 //!   resolved), with fragments expanded;
-//! - after validation: depth and complexity, from async-graphql's own calculation.
+//! - after validation: depth and complexity again, from async-graphql's own calculation
+//!   (which honours per-field complexity settings).
 //!
 //! A rejected operation never executes, so it costs no upstream call.
 
@@ -109,6 +112,8 @@ pub struct FanOut {
     pub upstream_fields: usize,
     /// All field selections, fragments expanded (saturating): a lower bound of complexity.
     pub fields: usize,
+    /// Deepest field nesting, fragments expanded (as async-graphql counts depth).
+    pub depth: usize,
     /// Distinct project ids named (counting stops just past the limit).
     pub projects: HashSet<String>,
 }
@@ -118,6 +123,13 @@ fn check_fan_out(doc: &ExecutableDocument, variables: &Variables, limits: &Limit
     // each one keeps this independent of the operation name.
     for op in operations(doc) {
         let fan_out = fan_out(doc, op, variables, limits.max_projects);
+        if fan_out.depth > limits.max_depth {
+            return Err(limit_error(
+                "max-depth",
+                limits.max_depth,
+                format_args!("the operation is {} levels deep", fan_out.depth),
+            ));
+        }
         if fan_out.fields > limits.max_complexity {
             return Err(limit_error(
                 "max-complexity",
@@ -175,8 +187,8 @@ pub fn fan_out(
         fragment_counts: HashMap::new(),
         expanding: HashSet::new(),
     };
-    let Count { upstream, fields } = walker.selection_set(&op.selection_set.node);
-    FanOut { upstream_fields: upstream, fields, projects: walker.projects }
+    let Count { upstream, fields, depth } = walker.selection_set(&op.selection_set.node);
+    FanOut { upstream_fields: upstream, fields, depth, projects: walker.projects }
 }
 
 struct Walker<'a> {
@@ -197,13 +209,16 @@ struct Walker<'a> {
 struct Count {
     upstream: usize,
     fields: usize,
+    depth: usize,
 }
 
 impl Count {
+    /// Siblings: counts add up, depth is the deeper one.
     fn add(self, other: Count) -> Count {
         Count {
             upstream: self.upstream.saturating_add(other.upstream),
             fields: self.fields.saturating_add(other.fields),
+            depth: self.depth.max(other.depth),
         }
     }
 }
@@ -222,11 +237,13 @@ impl Walker<'_> {
                         let Ok(value) = value;
                         self.collect_projects(&value, Some(name.node.as_str()));
                     }
-                    let own = Count {
-                        upstream: usize::from(UPSTREAM_FIELDS.contains(&field.name.node.as_str())),
-                        fields: 1,
-                    };
-                    own.add(self.selection_set(&field.selection_set.node))
+                    let below = self.selection_set(&field.selection_set.node);
+                    let own = usize::from(UPSTREAM_FIELDS.contains(&field.name.node.as_str()));
+                    Count {
+                        upstream: below.upstream.saturating_add(own),
+                        fields: below.fields.saturating_add(1),
+                        depth: below.depth.saturating_add(1),
+                    }
                 }
                 Selection::InlineFragment(inline) => self.selection_set(&inline.node.selection_set.node),
                 Selection::FragmentSpread(spread) => self.fragment(&spread.node.fragment_name.node),
@@ -279,5 +296,41 @@ impl Walker<'_> {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measure(query: &str, variables: serde_json::Value) -> FanOut {
+        let doc = async_graphql::parser::parse_query(query).expect("parses");
+        let vars = Variables::from_json(variables);
+        let op = operations(&doc)[0];
+        fan_out(&doc, op, &vars, usize::MAX)
+    }
+
+    #[test]
+    fn the_introspection_query_is_well_within_the_defaults() {
+        let q = include_str!("../../tests/api/introspection.graphql");
+        let m = measure(q, serde_json::Value::Null);
+        assert_eq!((m.depth, m.upstream_fields, m.projects.len()), (15, 0, 0));
+        let d = Limits::default();
+        assert!(m.depth + 5 <= d.max_depth && m.fields * 4 <= d.max_complexity, "{m:?}");
+    }
+
+    #[test]
+    fn counts_fan_out_through_fragments_aliases_and_representations() {
+        let m = measure(
+            "query($r: [_Any!]!, $p: ID = \"d\") { a: connections(projectId: \"a\") { name } ...F ...F \
+             e: _entities(representations: $r) { __typename } project(id: $p) { connections { name } } } \
+             fragment F on Query { b: connections(projectId: \"b\") { name } }",
+            serde_json::json!({ "r": [{ "__typename": "Project", "id": "c" },
+                                      { "__typename": "Connection", "projectId": "a", "connectionId": "x" }] }),
+        );
+        assert_eq!(m.upstream_fields, 5);
+        let mut projects: Vec<_> = m.projects.into_iter().collect();
+        projects.sort();
+        assert_eq!(projects, ["a", "b", "c", "d"]);
     }
 }

@@ -44,11 +44,14 @@ pub struct SimOptions {
     pub connections_per_project: usize,
     /// Delay added to every list call.
     pub base_delay: Duration,
+    /// Fraction (0.0–1.0) of list calls without a set fault that get a random one: a 500, a
+    /// 429 with `Retry-After: 1`, a 2 s delay or a malformed body, in equal shares.
+    pub fault_rate: f64,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        Self { connections_per_project: 12, base_delay: Duration::ZERO }
+        Self { connections_per_project: 12, base_delay: Duration::ZERO, fault_rate: 0.0 }
     }
 }
 
@@ -220,6 +223,8 @@ pub struct SimState {
     log: Mutex<VecDeque<LoggedRequest>>,
     stats: Mutex<Stats>,
     faults: Mutex<HashMap<String, Fault>>,
+    /// Faults set for a number of calls only: calls left before the fault is removed.
+    fault_uses: Mutex<HashMap<String, u32>>,
     bodies: Mutex<HashMap<String, Bytes>>,
 }
 
@@ -236,8 +241,39 @@ impl SimState {
             log: Mutex::default(),
             stats: Mutex::default(),
             faults: Mutex::default(),
+            fault_uses: Mutex::default(),
             bodies: Mutex::default(),
         }
+    }
+
+    /// The fault for this call: a set one (used up if counted), a named one, or a random one.
+    fn take_fault(&self, project: &str) -> Option<Fault> {
+        let mut faults = lock(&self.faults);
+        let set = faults.get(project).cloned();
+        if set.is_some() {
+            let mut uses = lock(&self.fault_uses);
+            if let Some(left) = uses.get_mut(project) {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    uses.remove(project);
+                    faults.remove(project);
+                }
+            }
+        }
+        drop(faults);
+        set.or_else(|| Fault::for_project_name(project)).or_else(|| self.random_fault())
+    }
+
+    fn random_fault(&self) -> Option<Fault> {
+        if self.opts.fault_rate <= 0.0 || rand::random::<f64>() >= self.opts.fault_rate {
+            return None;
+        }
+        Some(match rand::random::<u8>() % 4 {
+            0 => Fault::dli(500, "DLI.0999", "Internal server error"),
+            1 => Fault::throttled(1),
+            2 => Fault::delay(Duration::from_secs(2)),
+            _ => Fault::body("{\"is_success\": true, \"connections\": [{\"name\": "),
+        })
     }
 
     fn record(&self, req: &Request<Body>, project: Option<&str>) {
@@ -317,12 +353,20 @@ impl Simulator {
 
     /// Makes `project` answer with `fault` until cleared.
     pub fn set_fault(&self, project: &str, fault: Fault) {
+        lock(&self.state.fault_uses).remove(project);
         lock(&self.state.faults).insert(project.to_owned(), fault);
+    }
+
+    /// Makes `project` answer with `fault` for its next `calls` list calls only.
+    pub fn set_fault_times(&self, project: &str, fault: Fault, calls: u32) {
+        lock(&self.state.faults).insert(project.to_owned(), fault);
+        lock(&self.state.fault_uses).insert(project.to_owned(), calls.max(1));
     }
 
     /// Removes every injected fault.
     pub fn clear_faults(&self) {
         lock(&self.state.faults).clear();
+        lock(&self.state.fault_uses).clear();
     }
 
     /// Every request received (up to the last 10 000).
@@ -388,7 +432,7 @@ async fn list_connections(
 ) -> Response {
     state.record(&req, Some(&project));
     let headers: &HeaderMap = req.headers();
-    let fault = lock(&state.faults).get(&project).cloned().or_else(|| Fault::for_project_name(&project));
+    let fault = state.take_fault(&project);
     let base = state.opts.base_delay + Duration::from_millis(fault.as_ref().map_or(0, |f| f.delay_ms));
     if !base.is_zero() {
         tokio::time::sleep(base).await;
@@ -441,6 +485,7 @@ async fn reset(State(state): State<Arc<SimState>>) -> StatusCode {
     lock(&state.log).clear();
     *lock(&state.stats) = Stats::default();
     lock(&state.faults).clear();
+    lock(&state.fault_uses).clear();
     StatusCode::NO_CONTENT
 }
 
@@ -449,11 +494,13 @@ async fn put_fault(
     Path(project): Path<String>,
     Json(fault): Json<Fault>,
 ) -> StatusCode {
+    lock(&state.fault_uses).remove(&project);
     lock(&state.faults).insert(project, fault);
     StatusCode::NO_CONTENT
 }
 
 async fn delete_fault(State(state): State<Arc<SimState>>, Path(project): Path<String>) -> StatusCode {
+    lock(&state.fault_uses).remove(&project);
     lock(&state.faults).remove(&project);
     StatusCode::NO_CONTENT
 }

@@ -4,6 +4,8 @@ mod batching;
 mod connections;
 mod errors;
 mod helpers;
+mod hostile;
 mod http;
+mod limits;
 mod schema;
 mod security;
