@@ -27,7 +27,10 @@ use async_graphql::{
     parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet},
 };
 
-use crate::limits::{Limits, check_document, limit_error};
+use crate::{
+    error::ErrorCode,
+    limits::{Limits, check_document, limit_error},
+};
 
 /// Field names whose resolution loads a project from upstream.
 pub const UPSTREAM_FIELDS: &[&str] = &["connections", "_entities"];
@@ -36,15 +39,21 @@ pub const PROJECT_KEYS: &[&str] = &["projectId", "id"];
 
 /// Installs the document limits on a schema (`SchemaBuilder::extension`).
 #[derive(Debug, Clone)]
-pub struct DocumentLimits(pub Arc<Limits>);
+pub struct DocumentLimits {
+    /// The limits.
+    pub limits: Arc<Limits>,
+    /// Whether introspection is served; when not, `__schema`/`__type` get a clear error
+    /// instead of async-graphql's silent `null`.
+    pub introspection: bool,
+}
 
 impl ExtensionFactory for DocumentLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentLimitsExtension(self.0.clone()))
+        Arc::new(DocumentLimitsExtension(self.clone()))
     }
 }
 
-struct DocumentLimitsExtension(Arc<Limits>);
+struct DocumentLimitsExtension(DocumentLimits);
 
 #[async_graphql::async_trait::async_trait]
 impl Extension for DocumentLimitsExtension {
@@ -54,12 +63,20 @@ impl Extension for DocumentLimitsExtension {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        check_document(&request.query, &self.0)?;
+        let limits = &*self.0.limits;
+        check_document(&request.query, limits)?;
         // Parsed here (and kept in the request, so not parsed twice) to measure the document
         // before async-graphql walks it: its recursion check and validation expand fragment
         // spreads without memoisation, which a fragment bomb turns into exponential work.
         let doc = async_graphql::parser::parse_query(&request.query)?;
-        check_fan_out(&doc, &request.variables, &self.0)?;
+        if !self.0.introspection && asks_for_introspection(&doc) {
+            let mut err = ServerError::new("introspection is disabled on this server", None);
+            let mut ext = async_graphql::ErrorExtensionValues::default();
+            ext.set("code", ErrorCode::BadRequest.as_str());
+            err.extensions = Some(ext);
+            return Err(err);
+        }
+        check_fan_out(&doc, &request.variables, limits)?;
         request.set_parsed_query(doc);
         next.run(ctx, request).await
     }
@@ -74,7 +91,7 @@ impl Extension for DocumentLimitsExtension {
         next.run(ctx, query, variables).await.map_err(|e| {
             // async-graphql's own recursion check (fragments included) runs in this step.
             if e.message.starts_with("The recursion depth of the query") {
-                limit_error("max-depth", self.0.max_depth, "the query is nested too deeply")
+                limit_error("max-depth", self.0.limits.max_depth, "the query is nested too deeply")
             } else {
                 e
             }
@@ -87,17 +104,18 @@ impl Extension for DocumentLimitsExtension {
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let result = next.run(ctx).await?;
-        if result.depth > self.0.max_depth {
+        let limits = &*self.0.limits;
+        if result.depth > limits.max_depth {
             return Err(vec![limit_error(
                 "max-depth",
-                self.0.max_depth,
+                limits.max_depth,
                 format_args!("the query is {} levels deep", result.depth),
             )]);
         }
-        if result.complexity > self.0.max_complexity {
+        if result.complexity > limits.max_complexity {
             return Err(vec![limit_error(
                 "max-complexity",
-                self.0.max_complexity,
+                limits.max_complexity,
                 format_args!("the query's complexity is {}", result.complexity),
             )]);
         }
@@ -157,6 +175,22 @@ fn check_fan_out(doc: &ExecutableDocument, variables: &Variables, limits: &Limit
         }
     }
     Ok(())
+}
+
+/// Whether any operation selects `__schema` or `__type` at its root (through fragments too).
+fn asks_for_introspection(doc: &ExecutableDocument) -> bool {
+    fn root(doc: &ExecutableDocument, set: &SelectionSet, seen: &mut HashSet<Name>) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(f) => matches!(f.node.name.node.as_str(), "__schema" | "__type"),
+            Selection::InlineFragment(i) => root(doc, &i.node.selection_set.node, seen),
+            Selection::FragmentSpread(s) => {
+                let name = &s.node.fragment_name.node;
+                seen.insert(name.clone())
+                    && doc.fragments.get(name).is_some_and(|f| root(doc, &f.node.selection_set.node, seen))
+            }
+        })
+    }
+    operations(doc).into_iter().any(|op| root(doc, &op.selection_set.node, &mut HashSet::new()))
 }
 
 fn operations(doc: &ExecutableDocument) -> Vec<&OperationDefinition> {

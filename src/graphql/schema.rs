@@ -98,9 +98,12 @@ pub fn build(opts: &SchemaOptions) -> DliSchema {
     }
     // Depth and complexity are checked by `DocumentLimits` (with errors naming the limit);
     // async-graphql's recursion guard counts fragment levels too, so it gets more room.
-    builder = builder
-        .limit_recursive_depth(crate::limits::nesting_bound(opts.limits.max_depth))
-        .extension(DocumentLimits(std::sync::Arc::new(opts.limits.clone())));
+    builder = builder.limit_recursive_depth(crate::limits::nesting_bound(opts.limits.max_depth)).extension(
+        DocumentLimits {
+            limits: std::sync::Arc::new(opts.limits.clone()),
+            introspection: opts.introspection,
+        },
+    );
     builder.finish()
 }
 

@@ -7,5 +7,7 @@ mod helpers;
 mod hostile;
 mod http;
 mod limits;
+mod resilience;
 mod schema;
 mod security;
+mod server;
