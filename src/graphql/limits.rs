@@ -20,9 +20,10 @@ use std::{
 };
 
 use async_graphql::{
-    Name, Request, ServerError, ServerResult, ValidationResult, Value, Variables,
+    Name, Request, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
     extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextValidation,
+        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest,
+        NextValidation,
     },
     parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet},
 };
@@ -57,6 +58,21 @@ struct DocumentLimitsExtension(DocumentLimits);
 
 #[async_graphql::async_trait::async_trait]
 impl Extension for DocumentLimitsExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        // Parse, validation and operation-selection errors come from async-graphql without a
+        // code; clients branch on codes, so every request error gets one.
+        if response.data == Value::Null {
+            for err in &mut response.errors {
+                let ext = err.extensions.get_or_insert_with(Default::default);
+                if ext.get("code").is_none() {
+                    ext.set("code", ErrorCode::BadRequest.as_str());
+                }
+            }
+        }
+        response
+    }
+
     async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,

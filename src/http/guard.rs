@@ -90,16 +90,26 @@ enum ReadError {
     Io,
 }
 
-/// Refuses a batch of more than `--max-batch` operations (HTTP 400, nothing executed).
+/// Refuses a batch of more than `--max-batch` operations, or a request without a query
+/// (not a well-formed GraphQL-over-HTTP request whatever the media type): HTTP 400, nothing
+/// executed.
 pub fn check_batch(batch: &BatchRequest, limits: &Limits, format: Format) -> Option<Response> {
     let n = batch.iter().count();
-    (n > limits.max_batch).then(|| {
-        limit_response(
+    if n > limits.max_batch {
+        return Some(limit_response(
             StatusCode::BAD_REQUEST,
             "max-batch",
             limits.max_batch as u64,
             &format!("the batch holds {n} operations"),
             format,
+        ));
+    }
+    batch.iter().any(|r| r.query.trim().is_empty()).then(|| {
+        super::error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "the request has no query",
+            Some(format),
         )
     })
 }

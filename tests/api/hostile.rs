@@ -219,3 +219,35 @@ async fn a_client_that_disconnects_mid_request_leaves_the_server_serving() {
     let resp = app.query("{ connections(projectId: \"p1\") { name } }").await;
     assert_eq!(resp["data"]["connections"][0]["name"], "test", "{resp:#}");
 }
+
+#[tokio::test]
+async fn request_errors_carry_a_stable_code() {
+    let app = spawn_app().await;
+    for body in [
+        json!({ "query": "{ connections(projectId: " }),
+        json!({ "query": "{ noSuchField }" }),
+        json!({ "query": "query A { __typename } query B { __typename }" }),
+        json!({ "query": "{ __typename }", "operationName": "Missing" }),
+        json!({ "query": "query($p: ID!) { connections(projectId: $p) { name } }", "variables": { "p": [1] } }),
+    ] {
+        let (_, resp) = app.post(&body).await;
+        let errs = errors(&resp);
+        assert!(!errs.is_empty(), "{body}: {resp:#}");
+        assert!(errs.iter().all(|e| e["extensions"]["code"] == "BAD_REQUEST"), "{body}: {resp:#}");
+    }
+    // A body without a query is not a GraphQL request at all: 400 whatever the media type.
+    for accept in ["application/json", "application/graphql-response+json"] {
+        let resp = app
+            .http
+            .post(app.graphql_url())
+            .header("Accept", accept)
+            .json(&json!({ "qeury": "{ __typename }" }))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(resp.status(), 400, "{accept}");
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(code(&body), "BAD_REQUEST");
+    }
+    assert_healthy_and_untouched(&app).await;
+}
