@@ -7,6 +7,7 @@ mod helpers;
 mod hostile;
 mod http;
 mod limits;
+mod properties;
 mod resilience;
 mod schema;
 mod security;
