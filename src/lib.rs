@@ -4,7 +4,8 @@
 //! - [`config`]: the one `Config` (clap; every flag has an env fallback).
 //! - [`app`]: `Config` → bound server; wires client, schema and router; shutdown.
 //! - [`http`]: axum routes, GraphQL over HTTP, per-request data. No resolvers.
-//! - [`graphql`]: schema, types (views over the DTOs), the per-request DataLoader. No HTTP.
+//! - [`graphql`]: schema, types (views over the DTOs), the per-request DataLoader, the
+//!   Apollo Federation v2 subgraph (entities, `_entities`, `_service`, SDL). No HTTP.
 //! - [`upstream`]: everything that goes out to DLI: client, DTOs, credentials.
 //! - [`error`]: `UpstreamError` and its single mapping to `extensions.code`.
 //! - [`project_id`]: the validated project id, the only client input in upstream URLs.
@@ -17,7 +18,9 @@
 //! every field asking for that project in this request joins one batch → one instrumented
 //! upstream GET → the body is parsed once and shared behind an `Arc` → filters → GraphQL
 //! objects borrow from the DTOs → upstream failures become errors with a stable code on the
-//! fields that needed that project; every other field keeps its data.
+//! fields that needed that project; every other field keeps its data. Federation's
+//! `_entities` ([`graphql::federation`]) resolves each representation through the same
+//! `load_one(project)`, so entity lookups join those batches too.
 
 pub mod app;
 pub mod config;

@@ -3,6 +3,7 @@
 mod batching;
 mod connections;
 mod errors;
+mod federation;
 mod helpers;
 mod http;
 mod schema;
