@@ -27,6 +27,7 @@ async fn main() -> std::process::ExitCode {
     let opts = SimOptions {
         connections_per_project: args.connections.max(1),
         base_delay: Duration::from_millis(args.delay_ms),
+        ..SimOptions::default()
     };
     let sim = match Simulator::start(args.listen, opts).await {
         Ok(sim) => sim,
