@@ -19,12 +19,15 @@
 //! objects borrow from the DTOs → upstream failures become errors with a stable code on the
 //! fields that needed that project; every other field keeps its data.
 
+pub mod access;
 pub mod app;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod project_id;
+pub mod secret_file;
 pub mod sim;
 pub mod telemetry;
 pub mod upstream;
