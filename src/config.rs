@@ -204,6 +204,22 @@ mod tests {
     }
 
     #[test]
+    fn debug_never_shows_secrets() {
+        let c = Config::from_args([
+            "--auth-token=v4lue-token",
+            "--access-key=v4lue-ak",
+            "--secret-key=v4lue-sk",
+            "--security-token=v4lue-st",
+            "--iam-password=v4lue-pw",
+            "--api-keys=v4lue-k1,v4lue-k2",
+        ])
+        .expect("parses");
+        assert_eq!(c.api_keys.len(), 2);
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("v4lue"), "{dbg}");
+    }
+
+    #[test]
     fn parses_durations() {
         let c = Config::from_args(["--upstream-timeout", "1500ms"]).expect("parses");
         assert_eq!(c.upstream_timeout, Duration::from_millis(1500));

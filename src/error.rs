@@ -248,6 +248,21 @@ mod tests {
     }
 
     #[test]
+    fn iam_failures_and_refused_projects_map_to_their_codes() {
+        let rejected = |status| {
+            UpstreamError::Iam(IamFailure::Rejected { status, code: None, message: Some("wrong".into()) })
+        };
+        assert_eq!(rejected(401).code(), ErrorCode::Unauthenticated);
+        assert_eq!(rejected(403).code(), ErrorCode::Unauthenticated);
+        assert_eq!(rejected(503).code(), ErrorCode::UpstreamError);
+        assert_eq!(UpstreamError::Iam(IamFailure::Unreachable("x")).code(), ErrorCode::UpstreamUnavailable);
+        assert_eq!(UpstreamError::Iam(IamFailure::BadResponse("x")).code(), ErrorCode::BadUpstreamResponse);
+        assert_eq!(UpstreamError::ProjectNotAllowed.code(), ErrorCode::Forbidden);
+        let p = ProjectId::parse("p1").expect("valid");
+        assert_eq!(rejected(401).to_graphql(&p).message, "IAM refused the service's credentials: wrong");
+    }
+
+    #[test]
     fn sanitizes_control_characters_and_length() {
         assert_eq!(sanitize_upstream_text("a\nb\u{7}"), Some("a b".into()));
         assert_eq!(sanitize_upstream_text(" \n "), None);

@@ -213,7 +213,11 @@ impl IamTokens {
         let body = read_capped(resp).await?;
         if !status.is_success() {
             let failure = rejected(status, &body);
-            tracing::warn!(error = %failure, "IAM refused to issue a token");
+            let message = match &failure {
+                IamFailure::Rejected { message: Some(m), .. } => m.as_str(),
+                _ => "",
+            };
+            tracing::warn!(error = %failure, iam_message = message, "IAM refused to issue a token");
             return Err(failure);
         }
         let token = subject_token
