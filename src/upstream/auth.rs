@@ -99,7 +99,7 @@ impl Credential {
         header_safe_token(raw).ok().map(|t| Self::Token(Arc::new(t)))
     }
 
-    /// The service's token from `path` (first line that is not blank), re-read whenever the
+    /// The service's token from `path` (its whole content, trimmed), re-read whenever the
     /// file changes. Fails now if the file is unreadable or holds no usable token.
     pub fn token_file(path: &Path) -> Result<Self, SecretFileError> {
         WatchedFile::open(path, header_safe_token).map(|f| Self::TokenFile(Arc::new(f)))
