@@ -1,12 +1,14 @@
 //! Wiring: `Config` in, a bound server out.
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::{
+    access::AccessPolicy,
     config::Config,
+    credentials,
     graphql::{self, SchemaOptions},
     http::{self, AppState},
     sim::{SimOptions, Simulator},
@@ -28,6 +30,7 @@ pub struct App {
 impl App {
     /// Builds the client, schema and router from `config` and binds the listen address.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let configured_credential = credentials::service_credential(config)?;
         let (base, sim, service_credential) = if config.demo {
             let sim = Simulator::start(([127, 0, 0, 1], 0).into(), SimOptions::default())
                 .await
@@ -39,15 +42,16 @@ impl App {
             let url = reqwest::Url::parse(&sim.url()).context("simulator URL")?;
             (url, Some(sim), Credential::token(DEMO_TOKEN))
         } else {
-            (config.upstream_base()?, None, None)
+            (config.upstream_base()?, None, configured_credential)
         };
+        let access = AccessPolicy::from_config(config, service_credential.is_some())?;
         let client = Client::new(
             base,
             ClientOptions { timeout: config.upstream_timeout, max_body_bytes: config.upstream_max_body },
         )
         .context("building the HTTP client")?;
         let schema = graphql::build(&SchemaOptions { introspection: !config.disable_introspection });
-        let router = http::router(AppState { schema, client, service_credential });
+        let router = http::router(AppState { schema, client, service_credential, access: Arc::new(access) });
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -2,6 +2,7 @@
 
 mod batching;
 mod connections;
+mod credentials;
 mod errors;
 mod federation;
 mod helpers;
