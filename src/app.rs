@@ -3,6 +3,7 @@
 use std::{
     future::{Future, IntoFuture as _},
     net::SocketAddr,
+    sync::Arc,
     time::Duration,
 };
 
@@ -10,7 +11,9 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::{
+    access::AccessPolicy,
     config::Config,
+    credentials,
     graphql::{self, SchemaOptions},
     http::{self, AppState},
     sim::{SimOptions, Simulator},
@@ -33,6 +36,7 @@ pub struct App {
 impl App {
     /// Builds the client, schema and router from `config` and binds the listen address.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let configured_credential = credentials::service_credential(config)?;
         let (base, sim, service_credential) = if config.demo {
             let sim = Simulator::start(([127, 0, 0, 1], 0).into(), SimOptions::default())
                 .await
@@ -44,8 +48,9 @@ impl App {
             let url = reqwest::Url::parse(&sim.url()).context("simulator URL")?;
             (url, Some(sim), Credential::token(DEMO_TOKEN))
         } else {
-            (config.upstream_base()?, None, None)
+            (config.upstream_base()?, None, configured_credential)
         };
+        let access = AccessPolicy::from_config(config, service_credential.is_some())?;
         let client = Client::new(
             base,
             ClientOptions { timeout: config.upstream_timeout, max_body_bytes: config.upstream_max_body },
@@ -56,8 +61,9 @@ impl App {
             introspection: !config.disable_introspection,
             limits: config.limits(),
         });
-        let limits = std::sync::Arc::new(config.limits());
-        let mut router = http::router(AppState { schema, client, service_credential, limits });
+        let limits = Arc::new(config.limits());
+        let mut router =
+            http::router(AppState { schema, client, service_credential, access: Arc::new(access), limits });
         let origins = config.cors_origins()?;
         if !origins.is_empty() {
             router = router.layer(http::guard::cors_layer(origins));

@@ -1,10 +1,11 @@
 //! Configuration: one `Config`, every flag with an environment fallback. `--help` is the
 //! reference.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use reqwest::Url;
+use secrecy::SecretString;
 
 use crate::{
     limits::{self, Limits},
@@ -79,6 +80,58 @@ pub struct Config {
     /// Start a built-in DLI simulator and serve its data (with a demo token), for trying things out.
     #[arg(long)]
     pub demo: bool,
+
+    /// The service's own IAM token, sent when a caller sends no X-Auth-Token. Prefer the env var or a file.
+    #[arg(long, env = "DLI_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<SecretString>,
+
+    /// File holding the service's IAM token (mounted secrets); re-read whenever it changes.
+    #[arg(long, env = "DLI_AUTH_TOKEN_FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// Access key (AK): the service signs its requests (SDK-HMAC-SHA256).
+    #[arg(long, env = "DLI_ACCESS_KEY", hide_env_values = true)]
+    pub access_key: Option<SecretString>,
+
+    /// Secret key (SK) of the access key.
+    #[arg(long, env = "DLI_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<SecretString>,
+
+    /// Security token of temporary AK/SK credentials (sent and signed as X-Security-Token).
+    #[arg(long, env = "DLI_SECURITY_TOKEN", hide_env_values = true)]
+    pub security_token: Option<SecretString>,
+
+    /// IAM user: the service exchanges its password for project-scoped tokens.
+    #[arg(long, env = "DLI_IAM_USER")]
+    pub iam_user: Option<String>,
+
+    /// Password of the IAM user.
+    #[arg(long, env = "DLI_IAM_PASSWORD", hide_env_values = true)]
+    pub iam_password: Option<SecretString>,
+
+    /// Account (domain) name of the IAM user.
+    #[arg(long, env = "DLI_IAM_DOMAIN")]
+    pub iam_domain: Option<String>,
+
+    /// IAM base URL [default: https://iam.{region}.myhuaweicloud.com].
+    #[arg(long, env = "DLI_IAM_ENDPOINT")]
+    pub iam_endpoint: Option<Url>,
+
+    /// API keys (comma-separated) callers send as `Authorization: Bearer <key>` when the service uses its own credentials.
+    #[arg(long, env = "DLI_GRAPHQL_API_KEYS", hide_env_values = true, value_delimiter = ',')]
+    pub api_keys: Vec<SecretString>,
+
+    /// File of API keys, one per line (blank lines and # comments ignored); re-read whenever it changes.
+    #[arg(long, env = "DLI_GRAPHQL_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Serve callers without an API key although the service uses its own credentials.
+    #[arg(long, env = "DLI_GRAPHQL_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+
+    /// Only these project ids (comma-separated) may be queried; others are FORBIDDEN.
+    #[arg(long, env = "DLI_ALLOWED_PROJECTS", value_delimiter = ',')]
+    pub allowed_projects: Vec<String>,
 
     /// Largest request body, in bytes; larger requests get HTTP 413.
     #[arg(long, env = "DLI_GRAPHQL_MAX_BODY_BYTES", default_value_t = limits::DEFAULT_MAX_BODY_BYTES, value_parser = positive)]
@@ -280,6 +333,22 @@ mod tests {
         assert!(matches!(bad.upstream_base(), Err(ConfigError::BadEndpoint)));
         let evil = Config::from_args(["--region", "x.evil.com/"]).expect("parses");
         assert!(matches!(evil.upstream_base(), Err(ConfigError::BadRegion)));
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let c = Config::from_args([
+            "--auth-token=v4lue-token",
+            "--access-key=v4lue-ak",
+            "--secret-key=v4lue-sk",
+            "--security-token=v4lue-st",
+            "--iam-password=v4lue-pw",
+            "--api-keys=v4lue-k1,v4lue-k2",
+        ])
+        .expect("parses");
+        assert_eq!(c.api_keys.len(), 2);
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("v4lue"), "{dbg}");
     }
 
     #[test]

@@ -92,6 +92,34 @@ pub enum UpstreamError {
     /// The circuit breaker is open after repeated upstream failures; nothing was sent.
     #[error("circuit breaker open for another {0:?}")]
     CircuitOpen(Duration),
+    /// The project is not in this service's allowed list; nothing was sent upstream.
+    #[error("project not in the allowed list")]
+    ProjectNotAllowed,
+    /// IAM did not issue a token for the service's password credentials.
+    #[error("IAM token request failed: {0}")]
+    Iam(IamFailure),
+}
+
+/// Why IAM did not issue a token. `Clone`: one failed fetch answers every request that
+/// was waiting for it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IamFailure {
+    /// IAM answered with an error status.
+    #[error("IAM answered HTTP {status}")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// IAM's `error.code` (or a gateway `error_code`), when the body had one.
+        code: Option<String>,
+        /// IAM's `error.message` (sanitised, truncated).
+        message: Option<String>,
+    },
+    /// IAM could not be reached, or did not answer in time.
+    #[error("IAM unreachable: {0}")]
+    Unreachable(&'static str),
+    /// IAM answered 2xx without a usable token or expiry.
+    #[error("unusable IAM response: {0}")]
+    BadResponse(&'static str),
 }
 
 impl UpstreamError {
@@ -110,6 +138,11 @@ impl UpstreamError {
             Self::Timeout(_) => ErrorCode::UpstreamTimeout,
             Self::Unavailable(_) | Self::CircuitOpen(_) => ErrorCode::UpstreamUnavailable,
             Self::BadResponse(_) => ErrorCode::BadUpstreamResponse,
+            Self::ProjectNotAllowed => ErrorCode::Forbidden,
+            Self::Iam(IamFailure::Rejected { status: 400..=499, .. }) => ErrorCode::Unauthenticated,
+            Self::Iam(IamFailure::Rejected { .. }) => ErrorCode::UpstreamError,
+            Self::Iam(IamFailure::Unreachable(_)) => ErrorCode::UpstreamUnavailable,
+            Self::Iam(IamFailure::BadResponse(_)) => ErrorCode::BadUpstreamResponse,
         }
     }
 
@@ -139,6 +172,17 @@ impl UpstreamError {
                 "DLI is failing repeatedly; calls are paused for {} s (circuit breaker open)",
                 d.as_secs().max(1)
             ),
+            Self::ProjectNotAllowed => format!("this service does not serve project {project}"),
+            Self::Iam(IamFailure::Rejected { status, message, .. }) => match code {
+                ErrorCode::Unauthenticated => {
+                    format!("IAM refused the service's credentials{}", detail(message))
+                }
+                _ => format!("IAM answered HTTP {status}{}", detail(message)),
+            },
+            Self::Iam(IamFailure::Unreachable(_)) => "IAM is unreachable".to_owned(),
+            Self::Iam(IamFailure::BadResponse(_)) => {
+                "IAM sent a token response without a usable token".to_owned()
+            }
         };
         async_graphql::Error::new(message).extend_with(|_, ext| {
             ext.set("code", code.as_str());
@@ -150,6 +194,12 @@ impl UpstreamError {
                 }
                 if let Some(s) = retry_after {
                     ext.set("retryAfter", *s);
+                }
+            }
+            if let Self::Iam(IamFailure::Rejected { status, code, .. }) = self {
+                ext.set("iamStatus", *status);
+                if let Some(c) = code {
+                    ext.set("iamCode", c.as_str());
                 }
             }
         })
@@ -202,6 +252,21 @@ mod tests {
         assert_eq!(status(429, "APIG.0308").code(), ErrorCode::RateLimited);
         assert_eq!(status(500, "DLI.0999").code(), ErrorCode::UpstreamError);
         assert_eq!(status(502, "APIG.0201").code(), ErrorCode::UpstreamError);
+    }
+
+    #[test]
+    fn iam_failures_and_refused_projects_map_to_their_codes() {
+        let rejected = |status| {
+            UpstreamError::Iam(IamFailure::Rejected { status, code: None, message: Some("wrong".into()) })
+        };
+        assert_eq!(rejected(401).code(), ErrorCode::Unauthenticated);
+        assert_eq!(rejected(403).code(), ErrorCode::Unauthenticated);
+        assert_eq!(rejected(503).code(), ErrorCode::UpstreamError);
+        assert_eq!(UpstreamError::Iam(IamFailure::Unreachable("x")).code(), ErrorCode::UpstreamUnavailable);
+        assert_eq!(UpstreamError::Iam(IamFailure::BadResponse("x")).code(), ErrorCode::BadUpstreamResponse);
+        assert_eq!(UpstreamError::ProjectNotAllowed.code(), ErrorCode::Forbidden);
+        let p = ProjectId::parse("p1").expect("valid");
+        assert_eq!(rejected(401).to_graphql(&p).message, "IAM refused the service's credentials: wrong");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use serde::Serialize;
 use tower_http::{sensitive_headers::SetSensitiveRequestHeadersLayer, trace::TraceLayer};
 
 use crate::{
+    access::AccessPolicy,
     error::ErrorCode,
     graphql::{DliSchema, ProjectLoader},
     limits::Limits,
@@ -40,6 +41,8 @@ pub struct AppState {
     pub client: Client,
     /// Used when the caller sends no `X-Auth-Token` (e.g. the demo's token).
     pub service_credential: Option<Credential>,
+    /// Who may use `service_credential`, and which projects anyone may query.
+    pub access: Arc<AccessPolicy>,
     /// Request limits (body size and read time, batch size; the rest are in the schema).
     pub limits: Arc<Limits>,
 }
@@ -213,7 +216,15 @@ async fn graphql_get(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn execute(state: AppState, req: Request, format: Format) -> Response {
-    let credential = caller_credential(req.headers()).or_else(|| state.service_credential.clone());
+    // A caller's own token needs no API key: DLI authorises it. Otherwise the service's
+    // credential is used, and only by callers the access policy admits.
+    let credential = match caller_credential(req.headers()) {
+        Some(own) => Some(own),
+        None => match state.access.admit(req.headers()) {
+            Ok(()) => state.service_credential.clone(),
+            Err(denied) => return denied.into_response(format),
+        },
+    };
     let is_get = req.method() == Method::GET;
     let batch = match GraphQLBatchRequest::<Rejection>::from_request(req, &()).await {
         Ok(b) => b.into_inner(),
@@ -235,7 +246,11 @@ async fn execute(state: AppState, req: Request, format: Format) -> Response {
         );
     }
     // One loader per HTTP request: every operation and field in it shares the batches.
-    let loader = Arc::new(ProjectLoader::data_loader(state.client.clone(), credential));
+    let loader = Arc::new(ProjectLoader::restricted_data_loader(
+        state.client.clone(),
+        credential,
+        state.access.allowed_projects(),
+    ));
     let batch = batch.data(loader);
     let response = state.schema.execute_batch(batch).await;
     graphql_response(response, format)

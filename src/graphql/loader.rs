@@ -1,6 +1,10 @@
 //! The per-request DataLoader: one upstream call per distinct project per request.
 
-use std::{collections::HashMap, convert::Infallible, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    convert::Infallible,
+    sync::Arc,
+};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 
@@ -20,6 +24,7 @@ pub type ProjectResult = Result<Arc<ListResponse>, Arc<UpstreamError>>;
 pub struct ProjectLoader {
     client: Client,
     credential: Option<Credential>,
+    allowed: Option<Arc<HashSet<ProjectId>>>,
 }
 
 /// The DataLoader type stored in each request's data. Its cache lives as long as the
@@ -29,7 +34,17 @@ pub type ProjectDataLoader = DataLoader<ProjectLoader, HashMapCache>;
 impl ProjectLoader {
     /// A DataLoader for one GraphQL request made with `credential`.
     pub fn data_loader(client: Client, credential: Option<Credential>) -> ProjectDataLoader {
-        DataLoader::with_cache(Self { client, credential }, tokio::spawn, HashMapCache::default())
+        Self::restricted_data_loader(client, credential, None)
+    }
+
+    /// Like [`Self::data_loader`]; projects outside `allowed` (when given) fail as
+    /// `FORBIDDEN` without an upstream call.
+    pub fn restricted_data_loader(
+        client: Client,
+        credential: Option<Credential>,
+        allowed: Option<Arc<HashSet<ProjectId>>>,
+    ) -> ProjectDataLoader {
+        DataLoader::with_cache(Self { client, credential, allowed }, tokio::spawn, HashMapCache::default())
     }
 }
 
@@ -38,15 +53,29 @@ impl Loader<ProjectId> for ProjectLoader {
     type Error = Infallible;
 
     async fn load(&self, keys: &[ProjectId]) -> Result<HashMap<ProjectId, ProjectResult>, Infallible> {
+        let mut results = HashMap::with_capacity(keys.len());
+        let (keys, refused): (Vec<&ProjectId>, Vec<&ProjectId>) =
+            keys.iter().partition(|k| self.allowed.as_ref().is_none_or(|allowed| allowed.contains(*k)));
+        if !refused.is_empty() {
+            let err = Arc::new(UpstreamError::ProjectNotAllowed);
+            results.extend(refused.into_iter().map(|k| (k.clone(), Err(err.clone()))));
+        }
         let Some(credential) = &self.credential else {
             // Nothing to authenticate with: no upstream call at all.
             let err = Arc::new(UpstreamError::NoCredentials);
-            return Ok(keys.iter().map(|k| (k.clone(), Err(err.clone()))).collect());
+            results.extend(keys.into_iter().map(|k| (k.clone(), Err(err.clone()))));
+            return Ok(results);
         };
-        let calls = keys.iter().map(|project| async move {
+        let calls = keys.into_iter().map(|project| async move {
             let result = self.client.list_connections(project, credential).await.map_err(Arc::new);
+            if let Err(e) = &result
+                && matches!(**e, UpstreamError::Status { status: 401, .. })
+            {
+                credential.rejected(project);
+            }
             (project.clone(), result)
         });
-        Ok(futures::future::join_all(calls).await.into_iter().collect())
+        results.extend(futures::future::join_all(calls).await);
+        Ok(results)
     }
 }

@@ -2,6 +2,7 @@
 //! Knows nothing about HTTP.
 
 pub mod connection;
+pub mod federation;
 pub mod limits;
 pub mod loader;
 pub mod schema;

@@ -1,9 +1,10 @@
 //! The schema: the `Query` root, how it is built, and its SDL.
 
-use async_graphql::{Context, EmptyMutation, EmptySubscription, ID, Object, Schema};
+use async_graphql::{Any, Context, EmptyMutation, EmptySubscription, ID, Object, Schema};
 
 use super::{
     connection::{Connection, ConnectionState},
+    federation::{self, Entity, Project, Service},
     limits::DocumentLimits,
     loader::ProjectDataLoader,
 };
@@ -39,6 +40,38 @@ impl Query {
             Err(e) => Err(error::invalid_project_id(e)),
         };
         null_on_error(ctx, result)
+    }
+
+    /// One DLI project, to reach its connections (and the entity other subgraphs extend).
+    /// Calls DLI only for the fields that need it, so an unknown project shows up as
+    /// `NOT_FOUND` on `connections`. Null, with `BAD_USER_INPUT`, when `id` is not a valid
+    /// project id.
+    async fn project(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The DLI project id (`^[A-Za-z0-9_-]{1,64}$`).")] id: ID,
+    ) -> Option<Project> {
+        let result = ProjectId::parse(&id).map(Project::new).map_err(|e| error::bad_user_input("id", e));
+        null_on_error(ctx, result)
+    }
+
+    /// Apollo Federation: the entities of these representations, in order. Each entry is
+    /// null when its connection does not exist, or null with an error at its index when its
+    /// representation is invalid or its project cannot be loaded.
+    #[graphql(name = "_entities")]
+    async fn entities(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Entity representations: `__typename` and the fields of the type's `@key`.")]
+        representations: Vec<Any>,
+    ) -> Vec<Option<Entity>> {
+        federation::entities(ctx, &representations).await
+    }
+
+    /// Apollo Federation: this subgraph's SDL, for routers and gateways.
+    #[graphql(name = "_service")]
+    async fn service(&self) -> Service {
+        Service::new()
     }
 }
 
@@ -92,6 +125,8 @@ impl Default for SchemaOptions {
 
 /// Builds the executable schema.
 pub fn build(opts: &SchemaOptions) -> DliSchema {
+    // No `enable_federation()`: `_entities` and `_service` are fields of `Query` (see
+    // `federation`), so each entity resolves and fails on its own.
     let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription);
     if !opts.introspection {
         builder = builder.disable_introspection().disable_suggestions();
@@ -107,7 +142,7 @@ pub fn build(opts: &SchemaOptions) -> DliSchema {
     builder.finish()
 }
 
-/// The SDL the server serves; `schema.graphql` must equal it.
+/// The SDL the server serves (the Federation v2 subgraph SDL); `schema.graphql` must equal it.
 pub fn sdl() -> String {
-    build(&SchemaOptions::default()).sdl()
+    federation::sdl()
 }

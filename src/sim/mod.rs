@@ -1,16 +1,18 @@
 //! A faithful DLI simulator: real HTTP on a loopback port.
 //!
 //! It serves `GET /v2.0/{project_id}/datasource-connection` with the documented envelope
-//! and deterministic data ([`fixtures`]), answers a missing `X-Auth-Token` with the API
-//! gateway's 401 body, logs every request (path and headers) for tests to assert on, and
-//! injects faults per project: a status with the documented error body, a delay, a
-//! malformed body, `is_success: false`, or no answer at all.
+//! and deterministic data ([`fixtures`]), authenticates like the API gateway and IAM
+//! ([`auth`]: tokens, AK/SK signatures, `POST /v3/auth/tokens`), logs every request
+//! (path and headers) for tests to assert on, and injects faults per project: a status
+//! with the documented error body, a delay, a malformed body, `is_success: false`, or no
+//! answer at all.
 //!
 //! Faults are set through [`Simulator::set_fault`], through `PUT /__sim/faults/{project}`,
 //! or by naming a project `fault-401`, `fault-403`, `fault-404`, `fault-429`, `fault-500`,
 //! `fault-slow`, `fault-garbage` or `fault-unsuccessful` (any suffix), so a person in
 //! GraphiQL can see each error without any setup.
 
+pub mod auth;
 pub mod fixtures;
 
 use std::{
@@ -24,13 +26,15 @@ use axum::{
     Json, Router,
     body::Body,
     extract::{Path, State},
-    http::{HeaderMap, Request, StatusCode, header},
+    http::{Request, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post, put},
 };
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::{net::TcpListener, sync::oneshot};
+
+pub use auth::{SimAccessKey, SimAuth, SimIamUser};
 
 /// How many requests the log keeps (oldest dropped first); counters are never dropped.
 const LOG_CAPACITY: usize = 10_000;
@@ -44,6 +48,8 @@ pub struct SimOptions {
     pub connections_per_project: usize,
     /// Delay added to every list call.
     pub base_delay: Duration,
+    /// Known keys, IAM users, token checking.
+    pub auth: SimAuth,
     /// Fraction (0.0–1.0) of list calls without a set fault that get a random one: a 500, a
     /// 429 with `Retry-After: 1`, a 2 s delay or a malformed body, in equal shares.
     pub fault_rate: f64,
@@ -51,7 +57,12 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        Self { connections_per_project: 12, base_delay: Duration::ZERO, fault_rate: 0.0 }
+        Self {
+            connections_per_project: 12,
+            base_delay: Duration::ZERO,
+            auth: SimAuth::default(),
+            fault_rate: 0.0,
+        }
     }
 }
 
@@ -226,6 +237,7 @@ pub struct SimState {
     /// Faults set for a number of calls only: calls left before the fault is removed.
     fault_uses: Mutex<HashMap<String, u32>>,
     bodies: Mutex<HashMap<String, Bytes>>,
+    auth: auth::AuthState,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -243,6 +255,7 @@ impl SimState {
             faults: Mutex::default(),
             fault_uses: Mutex::default(),
             bodies: Mutex::default(),
+            auth: auth::AuthState::default(),
         }
     }
 
@@ -394,6 +407,7 @@ impl Simulator {
 fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/v2.0/{project_id}/datasource-connection", get(list_connections))
+        .route("/v3/auth/tokens", post(auth::issue_token))
         .route("/__sim/stats", get(stats))
         .route("/__sim/requests", get(requests))
         .route("/__sim/reset", post(reset))
@@ -431,20 +445,14 @@ async fn list_connections(
     req: Request<Body>,
 ) -> Response {
     state.record(&req, Some(&project));
-    let headers: &HeaderMap = req.headers();
     let fault = state.take_fault(&project);
     let base = state.opts.base_delay + Duration::from_millis(fault.as_ref().map_or(0, |f| f.delay_ms));
     if !base.is_zero() {
         tokio::time::sleep(base).await;
     }
     // Authentication happens at the gateway, before the service sees the request.
-    let token = headers.get("x-auth-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-    if token.trim().is_empty() {
-        return gateway_error(
-            StatusCode::UNAUTHORIZED,
-            "APIG.0301",
-            "Incorrect IAM authentication information: x-auth-token not found",
-        );
+    if let Err(refused) = auth::check(&state, &project, &req) {
+        return refused.into_response();
     }
     match fault.map(|f| f.kind) {
         None | Some(FaultKind::Normal) => {

@@ -52,13 +52,16 @@ pub struct Permit<'a> {
     recorded: bool,
 }
 
-/// Whether an upstream outcome counts against the upstream's health.
-pub fn is_failure(result: &Result<impl Sized, UpstreamError>) -> bool {
+/// Whether an attempt's outcome counts against DLI's health: `Some(true)` for a failure,
+/// `Some(false)` for an answer, `None` when DLI was never asked (no credentials, an IAM
+/// token failure, a refused project), which says nothing either way.
+pub fn failure(result: &Result<impl Sized, UpstreamError>) -> Option<bool> {
     match result {
-        Ok(_) => false,
-        Err(UpstreamError::Timeout(_) | UpstreamError::Unavailable(_)) => true,
-        Err(UpstreamError::Status { status, .. }) => *status >= 500,
-        Err(_) => false,
+        Ok(_) => Some(false),
+        Err(UpstreamError::Timeout(_) | UpstreamError::Unavailable(_)) => Some(true),
+        Err(UpstreamError::Status { status, .. }) => Some(*status >= 500),
+        Err(UpstreamError::BadResponse(_) | UpstreamError::NotSuccess { .. }) => Some(false),
+        Err(_) => None,
     }
 }
 
@@ -102,7 +105,7 @@ impl Breaker {
 }
 
 impl Permit<'_> {
-    /// Reports whether the attempt failed (see [`is_failure`]).
+    /// Reports whether the attempt failed (see [`failure`]).
     pub fn record(mut self, failed: bool) {
         self.recorded = true;
         let b = self.breaker;
@@ -211,13 +214,15 @@ mod tests {
         let status = |s| {
             Err::<(), _>(UpstreamError::Status { status: s, code: None, message: None, retry_after: None })
         };
-        assert!(is_failure(&status(500)));
-        assert!(is_failure(&status(503)));
-        assert!(!is_failure(&status(429)));
-        assert!(!is_failure(&status(401)));
-        assert!(is_failure(&Err::<(), _>(UpstreamError::Timeout(Duration::from_secs(1)))));
-        assert!(is_failure(&Err::<(), _>(UpstreamError::Unavailable("connect failed".into()))));
-        assert!(!is_failure(&Err::<(), _>(UpstreamError::BadResponse("x".into()))));
-        assert!(!is_failure(&Ok::<(), UpstreamError>(())));
+        assert_eq!(failure(&status(500)), Some(true));
+        assert_eq!(failure(&status(503)), Some(true));
+        assert_eq!(failure(&status(429)), Some(false));
+        assert_eq!(failure(&status(401)), Some(false));
+        assert_eq!(failure(&Err::<(), _>(UpstreamError::Timeout(Duration::from_secs(1)))), Some(true));
+        assert_eq!(failure(&Err::<(), _>(UpstreamError::Unavailable("connect failed".into()))), Some(true));
+        assert_eq!(failure(&Err::<(), _>(UpstreamError::BadResponse("x".into()))), Some(false));
+        assert_eq!(failure(&Ok::<(), UpstreamError>(())), Some(false));
+        assert_eq!(failure(&Err::<(), _>(UpstreamError::NoCredentials)), None);
+        assert_eq!(failure(&Err::<(), _>(UpstreamError::ProjectNotAllowed)), None);
     }
 }

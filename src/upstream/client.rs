@@ -116,13 +116,15 @@ impl Client {
         project: &ProjectId,
         credential: &Credential,
     ) -> Result<Arc<ListResponse>, UpstreamError> {
-        let req = self
+        let mut req = self
             .http
             .get(self.list_url(project))
             .header(header::ACCEPT, "application/json")
-            .header(header::CONTENT_TYPE, "application/json");
-        let resp =
-            credential.apply(req, project).send().await.map_err(|e| transport_error(e, self.opts.timeout))?;
+            .header(header::CONTENT_TYPE, "application/json")
+            .build()
+            .map_err(|e| transport_error(e, self.opts.timeout))?;
+        credential.authorize(&mut req, project).await?;
+        let resp = self.http.execute(req).await.map_err(|e| transport_error(e, self.opts.timeout))?;
         let status = resp.status();
         tracing::Span::current().record("http.status", status.as_u16());
         let retry_after = resp

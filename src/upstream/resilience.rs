@@ -15,7 +15,7 @@ use tokio::{
 
 use super::{
     Client, Credential, ListResponse,
-    breaker::{Breaker, is_failure},
+    breaker::{Breaker, failure},
     client::CONNECT_FAILED,
 };
 use crate::{error::UpstreamError, project_id::ProjectId};
@@ -144,7 +144,11 @@ impl Client {
                 .await
                 .unwrap_or(Err(UpstreamError::Timeout(timeout)));
             drop(slot);
-            permit.record(is_failure(&result));
+            match failure(&result) {
+                Some(failed) => permit.record(failed),
+                // DLI was not asked (e.g. the IAM token could not be had): no verdict.
+                None => drop(permit),
+            }
             let err = match result {
                 Ok(list) => return Ok(list),
                 Err(e) => e,

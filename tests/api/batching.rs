@@ -55,11 +55,13 @@ async fn five_projects_are_fetched_concurrently_one_call_each() {
         assert_eq!(app.sim.calls_for(p), 1, "{p}");
     }
     assert_eq!(app.sim.stats().calls, 5);
-    // Sequential calls would take 5 × 300 ms; concurrent ones well under 2 × 300 ms.
-    assert!(elapsed < Duration::from_millis(600), "took {elapsed:?}");
+    // Sequential calls would take at least 1 500 ms; concurrent ones take ~330 ms on an idle
+    // machine. The bound leaves room for a loaded CI machine; the arrival spread below is
+    // the sharper proof of overlap (every call holds the simulator for 300 ms).
+    assert!(elapsed < Duration::from_millis(900), "took {elapsed:?}");
     let arrivals: Vec<u64> = app.sim.requests().iter().map(|r| r.at_ms).collect();
     let spread = arrivals.iter().max().unwrap_or(&0) - arrivals.iter().min().unwrap_or(&0);
-    assert!(spread < 100, "calls did not start together: {arrivals:?}");
+    assert!(spread < 200, "calls did not start together: {arrivals:?}");
 }
 
 #[tokio::test]

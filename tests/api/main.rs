@@ -2,7 +2,9 @@
 
 mod batching;
 mod connections;
+mod credentials;
 mod errors;
+mod federation;
 mod helpers;
 mod hostile;
 mod http;

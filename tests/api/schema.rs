@@ -28,6 +28,13 @@ fn the_schema_subcommand_prints_the_sdl() {
 }
 
 #[tokio::test]
+async fn the_service_field_serves_schema_graphql() {
+    let app = spawn_app().await;
+    let resp = app.query("{ _service { sdl } }").await;
+    assert_eq!(resp["data"]["_service"]["sdl"].as_str(), Some(CHECKED_IN), "{resp:#}");
+}
+
+#[tokio::test]
 async fn every_type_field_and_argument_is_described() {
     let app = spawn_app().await;
     let resp = app
@@ -38,7 +45,7 @@ async fn every_type_field_and_argument_is_described() {
         )
         .await;
     let types = resp["data"]["__schema"]["types"].as_array().expect("types");
-    let ours = ["Query", "Connection", "ConnectionState", "DateTime"];
+    let ours = ["Query", "Connection", "ConnectionState", "DateTime", "Project"];
     for t in types.iter().filter(|t| ours.contains(&t["name"].as_str().unwrap_or(""))) {
         let name = &t["name"];
         assert!(t["description"].as_str().is_some_and(|d| !d.is_empty()), "type {name} undocumented");
@@ -67,7 +74,7 @@ async fn every_type_field_and_argument_is_described() {
     }
     assert_eq!(
         types.iter().filter(|t| ours.contains(&t["name"].as_str().unwrap_or(""))).count(),
-        4,
+        5,
         "{}",
         json!(types.len())
     );
