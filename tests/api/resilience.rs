@@ -232,3 +232,16 @@ async fn retries_and_breaker_states_are_logged_without_credentials() {
     assert!(all.contains("TRACE") || all.contains("DEBUG"), "trace level not active");
     assert!(!all.contains(secret) && !all.contains("never-log"), "a token leaked into the logs");
 }
+
+#[tokio::test]
+async fn an_upstream_body_over_the_size_cap_is_refused_and_not_retried() {
+    let sim_opts = SimOptions { connections_per_project: 200, ..SimOptions::default() };
+    let app = spawn_app_with(&["--upstream-max-body", "4096"], sim_opts).await;
+    let resp = list(&app, "big").await;
+    assert_eq!(code(&resp), "BAD_UPSTREAM_RESPONSE", "{resp:#}");
+    assert_eq!(app.sim.calls_for("big"), 1);
+    // A small body from the same upstream is fine.
+    app.sim.set_fault("small", Fault::body(r#"{"connections":[{"name":"only"}]}"#));
+    let resp = list(&app, "small").await;
+    assert_eq!(resp["data"]["connections"][0]["name"], "only", "{resp:#}");
+}
