@@ -9,6 +9,7 @@ use crate::{
     config::Config,
     graphql::{self, SchemaOptions},
     http::{self, AppState},
+    metrics::Metrics,
     sim::{SimOptions, Simulator},
     upstream::{Client, ClientOptions, Credential},
 };
@@ -21,6 +22,7 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     addr: SocketAddr,
+    metrics: Metrics,
     // Keeps the demo simulator running as long as the app.
     _sim: Option<Simulator>,
 }
@@ -46,13 +48,19 @@ impl App {
             ClientOptions { timeout: config.upstream_timeout, max_body_bytes: config.upstream_max_body },
         )
         .context("building the HTTP client")?;
-        let schema = graphql::build(&SchemaOptions { introspection: !config.disable_introspection });
-        let router = http::router(AppState { schema, client, service_credential });
+        let metrics = Metrics::new();
+        let client = client.with_metrics(metrics.clone());
+        let schema = graphql::build(&SchemaOptions {
+            introspection: !config.disable_introspection,
+            apq_cache_size: config.apq_cache_size,
+            metrics: Some(metrics.clone()),
+        });
+        let router = http::router(AppState { schema, client, service_credential, metrics: metrics.clone() });
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        Ok(Self { listener, router, addr, _sim: sim })
+        Ok(Self { listener, router, addr, metrics, _sim: sim })
     }
 
     /// The address the server is bound to.
@@ -62,7 +70,18 @@ impl App {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await
+        // Folds histogram samples into buckets between scrapes; ends with the server.
+        let metrics = self.metrics.clone();
+        let upkeep = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                metrics.run_upkeep();
+            }
+        });
+        let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
+        upkeep.abort();
+        served
     }
 }
 

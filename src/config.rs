@@ -29,6 +29,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the served GraphQL SDL (the content of schema.graphql) and exit.
     Schema,
+    /// GET /healthz on the --listen address (loopback when it is 0.0.0.0 or [::]); exit 0
+    /// when healthy, 1 otherwise. For container health checks: needs no shell or curl.
+    Healthcheck,
 }
 
 /// Log line format.
@@ -74,6 +77,24 @@ pub struct Config {
     /// Start a built-in DLI simulator and serve its data (with a demo token), for trying things out.
     #[arg(long)]
     pub demo: bool,
+
+    /// Export spans over OTLP/HTTP (protobuf) to this collector base URL, e.g. http://127.0.0.1:4318
+    /// (spans go to {url}/v1/traces). W3C trace context is then sent to DLI too.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<Url>,
+
+    /// Entries kept by the automatic persisted queries (APQ) cache, least recently used
+    /// dropped first; 0 turns APQ off.
+    #[arg(long, env = "DLI_GRAPHQL_APQ_CACHE_SIZE", default_value_t = 1000)]
+    pub apq_cache_size: usize,
+}
+
+fn parse_otlp_endpoint(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || url.query().is_some() {
+        return Err("must be an http:// or https:// URL without a query".to_owned());
+    }
+    Ok(url)
 }
 
 /// A configuration that cannot be served.
@@ -148,6 +169,14 @@ mod tests {
         assert!(matches!(bad.upstream_base(), Err(ConfigError::BadEndpoint)));
         let evil = Config::from_args(["--region", "x.evil.com/"]).expect("parses");
         assert!(matches!(evil.upstream_base(), Err(ConfigError::BadRegion)));
+    }
+
+    #[test]
+    fn otlp_endpoint_must_be_http() {
+        let c = Config::from_args(["--otlp-endpoint", "http://127.0.0.1:4318"]).expect("parses");
+        assert_eq!(c.otlp_endpoint.map(|u| u.to_string()).as_deref(), Some("http://127.0.0.1:4318/"));
+        assert!(Config::from_args(["--otlp-endpoint", "file:///tmp/x"]).is_err());
+        assert!(Config::from_args(["--otlp-endpoint", "collector:4318"]).is_err());
     }
 
     #[test]

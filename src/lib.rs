@@ -9,6 +9,11 @@
 //! - [`error`]: `UpstreamError` and its single mapping to `extensions.code`.
 //! - [`project_id`]: the validated project id, the only client input in upstream URLs.
 //! - [`sim`]: the DLI simulator used by the tests and `--demo`.
+//! - [`graphiql`]: the GraphiQL page and its assets, embedded in the binary.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! - [`telemetry`]: log format and OTLP span export; [`trace_context`]: the request id
+//!   and trace context that follow a request to DLI.
+//! - [`healthcheck`]: the `healthcheck` subcommand's probe.
 //!
 //! # The path of one query
 //! axum route (trace layer) → [`http`] picks the credential (caller's `X-Auth-Token`, else
@@ -22,9 +27,13 @@
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod graphiql;
 pub mod graphql;
+pub mod healthcheck;
 pub mod http;
+pub mod metrics;
 pub mod project_id;
 pub mod sim;
 pub mod telemetry;
+pub mod trace_context;
 pub mod upstream;

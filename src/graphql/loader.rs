@@ -29,7 +29,12 @@ pub type ProjectDataLoader = DataLoader<ProjectLoader, HashMapCache>;
 impl ProjectLoader {
     /// A DataLoader for one GraphQL request made with `credential`.
     pub fn data_loader(client: Client, credential: Option<Credential>) -> ProjectDataLoader {
-        DataLoader::with_cache(Self { client, credential }, tokio::spawn, HashMapCache::default())
+        // The batch task keeps the request id and span of the request that started it.
+        DataLoader::with_cache(
+            Self { client, credential },
+            crate::trace_context::spawn_in_context,
+            HashMapCache::default(),
+        )
     }
 }
 

@@ -1,8 +1,10 @@
 //! Everything that comes in as GraphQL: the schema, its types, the per-request DataLoader.
 //! Knows nothing about HTTP.
 
+pub mod apq;
 pub mod connection;
 pub mod loader;
+pub mod observe;
 pub mod schema;
 
 pub use loader::{ProjectDataLoader, ProjectLoader};

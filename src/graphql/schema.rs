@@ -79,17 +79,24 @@ pub async fn connections_of(
 pub struct SchemaOptions {
     /// Serve `__schema`/`__type` and field suggestions.
     pub introspection: bool,
+    /// Automatic persisted queries kept (LRU); 0 turns APQ off.
+    pub apq_cache_size: usize,
+    /// Where operation counts go; spans are recorded either way.
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Default for SchemaOptions {
     fn default() -> Self {
-        Self { introspection: true }
+        Self { introspection: true, apq_cache_size: 1000, metrics: None }
     }
 }
 
 /// Builds the executable schema.
 pub fn build(opts: &SchemaOptions) -> DliSchema {
-    let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription);
+    // Observe first: its span and counts then cover persisted-query lookups too.
+    let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription)
+        .extension(super::observe::Observe::new(opts.metrics.clone()));
+    builder = super::apq::register(builder, opts.apq_cache_size);
     if !opts.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }

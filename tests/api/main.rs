@@ -1,9 +1,11 @@
 //! Integration tests: the real server and the real DLI simulator over loopback HTTP.
 
+mod apq;
 mod batching;
 mod connections;
 mod errors;
 mod helpers;
 mod http;
+mod observability;
 mod schema;
 mod security;
