@@ -29,7 +29,7 @@ pub struct Cli {
 pub enum Command {
     /// Print the served GraphQL SDL (the content of schema.graphql) and exit.
     Schema,
-    /// GET /healthz on the --listen address (loopback when it is 0.0.0.0 or [::]); exit 0
+    /// GET /healthz on the --listen address (over loopback when that is a wildcard address); exit 0
     /// when healthy, 1 otherwise. For container health checks: needs no shell or curl.
     Healthcheck,
 }

@@ -16,7 +16,7 @@
 //! - [`healthcheck`]: the `healthcheck` subcommand's probe.
 //!
 //! # The path of one query
-//! axum route (trace layer) → [`http`] picks the credential (caller's `X-Auth-Token`, else
+//! axum route (request id, `request` span, metrics) → [`http`] picks the credential (caller's `X-Auth-Token`, else
 //! the service's) and attaches a fresh DataLoader → async-graphql parses and validates →
 //! the `connections` resolver parses the [`project_id::ProjectId`] → `load_one(project)`:
 //! every field asking for that project in this request joins one batch → one instrumented

@@ -20,9 +20,10 @@ use async_graphql::{
 use crate::error::ErrorCode;
 
 /// The message and code of an unknown hash; Apollo clients match on either.
-pub const NOT_FOUND: (&str, &str) = ("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND");
+pub const NOT_FOUND: (&str, ErrorCode) = ("PersistedQueryNotFound", ErrorCode::PersistedQueryNotFound);
 /// The message and code when APQ is off.
-pub const NOT_SUPPORTED: (&str, &str) = ("PersistedQueryNotSupported", "PERSISTED_QUERY_NOT_SUPPORTED");
+pub const NOT_SUPPORTED: (&str, ErrorCode) =
+    ("PersistedQueryNotSupported", ErrorCode::PersistedQueryNotSupported);
 
 /// Adds APQ with room for `capacity` documents (least recently used dropped first), or,
 /// with 0, the refusal clients expect from a server without APQ.
@@ -65,7 +66,7 @@ impl Extension for PersistedQueryCodes {
             } else if e.message == "provided sha does not match query"
                 || e.message.contains("\"PersistedQuery\"")
             {
-                ErrorCode::BadRequest.as_str()
+                ErrorCode::BadRequest
             } else {
                 return e;
             };
@@ -74,10 +75,10 @@ impl Extension for PersistedQueryCodes {
     }
 }
 
-fn coded(mut e: ServerError, code: &str) -> ServerError {
+fn coded(mut e: ServerError, code: ErrorCode) -> ServerError {
     let ext = e.extensions.get_or_insert_with(Default::default);
     if ext.get("code").is_none() {
-        ext.set("code", code);
+        ext.set("code", code.as_str());
     }
     e
 }
@@ -87,6 +88,9 @@ fn coded(mut e: ServerError, code: &str) -> ServerError {
 pub fn is_not_found(response: &Response) -> bool {
     !response.errors.is_empty()
         && response.errors.iter().all(|e| {
-            e.extensions.as_ref().and_then(|x| x.get("code")).is_some_and(|c| *c == Value::from(NOT_FOUND.1))
+            e.extensions
+                .as_ref()
+                .and_then(|x| x.get("code"))
+                .is_some_and(|c| *c == Value::from(NOT_FOUND.1.as_str()))
         })
 }
