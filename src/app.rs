@@ -11,6 +11,7 @@ use crate::{
     credentials,
     graphql::{self, SchemaOptions},
     http::{self, AppState},
+    metrics::Metrics,
     sim::{SimOptions, Simulator},
     upstream::{Client, ClientOptions, Credential},
 };
@@ -23,6 +24,7 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     addr: SocketAddr,
+    metrics: Metrics,
     // Keeps the demo simulator running as long as the app.
     _sim: Option<Simulator>,
 }
@@ -50,13 +52,25 @@ impl App {
             ClientOptions { timeout: config.upstream_timeout, max_body_bytes: config.upstream_max_body },
         )
         .context("building the HTTP client")?;
-        let schema = graphql::build(&SchemaOptions { introspection: !config.disable_introspection });
-        let router = http::router(AppState { schema, client, service_credential, access: Arc::new(access) });
+        let metrics = Metrics::new();
+        let client = client.with_metrics(metrics.clone());
+        let schema = graphql::build(&SchemaOptions {
+            introspection: !config.disable_introspection,
+            apq_cache_size: config.apq_cache_size,
+            metrics: Some(metrics.clone()),
+        });
+        let router = http::router(AppState {
+            schema,
+            client,
+            service_credential,
+            access: Arc::new(access),
+            metrics: metrics.clone(),
+        });
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        Ok(Self { listener, router, addr, _sim: sim })
+        Ok(Self { listener, router, addr, metrics, _sim: sim })
     }
 
     /// The address the server is bound to.
@@ -66,7 +80,18 @@ impl App {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await
+        // Folds histogram samples into buckets between scrapes; ends with the server.
+        let metrics = self.metrics.clone();
+        let upkeep = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                metrics.run_upkeep();
+            }
+        });
+        let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
+        upkeep.abort();
+        served
     }
 }
 

@@ -112,11 +112,15 @@ pub async fn connections_of(
 pub struct SchemaOptions {
     /// Serve `__schema`/`__type` and field suggestions.
     pub introspection: bool,
+    /// Automatic persisted queries kept (LRU); 0 turns APQ off.
+    pub apq_cache_size: usize,
+    /// Where operation counts go; spans are recorded either way.
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Default for SchemaOptions {
     fn default() -> Self {
-        Self { introspection: true }
+        Self { introspection: true, apq_cache_size: 1000, metrics: None }
     }
 }
 
@@ -124,7 +128,10 @@ impl Default for SchemaOptions {
 pub fn build(opts: &SchemaOptions) -> DliSchema {
     // No `enable_federation()`: `_entities` and `_service` are fields of `Query` (see
     // `federation`), so each entity resolves and fails on its own.
-    let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription);
+    // Observe first: its span and counts then cover persisted-query lookups too.
+    let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription)
+        .extension(super::observe::Observe::new(opts.metrics.clone()));
+    builder = super::apq::register(builder, opts.apq_cache_size);
     if !opts.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }

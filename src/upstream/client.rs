@@ -10,6 +10,7 @@ use tracing::Instrument;
 use super::{auth::Credential, model::ListResponse};
 use crate::{
     error::{UpstreamError, sanitize_upstream_text},
+    metrics::Metrics,
     project_id::ProjectId,
 };
 
@@ -34,6 +35,7 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     opts: ClientOptions,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Client {
@@ -53,7 +55,17 @@ impl Client {
             // The deadline is enforced per call below; a redirect could leave the host.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { http, base, opts })
+        Ok(Self { http, base, opts, metrics: Metrics::new() })
+    }
+
+    /// This client, counting its calls into `metrics` (a fresh, unexported registry otherwise).
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
+    }
+
+    /// The registry this client counts into (for retries, coalescing, cache and circuit state).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The base URL calls go to.
@@ -81,6 +93,7 @@ impl Client {
     ) -> Result<Arc<ListResponse>, UpstreamError> {
         let span = tracing::info_span!(
             "upstream.list_connections",
+            otel.kind = "client",
             project = %project,
             http.status = tracing::field::Empty,
             error_code = tracing::field::Empty,
@@ -91,6 +104,7 @@ impl Client {
             .await
             .unwrap_or(Err(UpstreamError::Timeout(self.opts.timeout)));
         let _enter = span.enter();
+        self.record_metrics(&result, started.elapsed());
         match &result {
             Ok(r) => tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -117,12 +131,14 @@ impl Client {
             .get(self.list_url(project))
             .header(header::ACCEPT, "application/json")
             .header(header::CONTENT_TYPE, "application/json")
+            .headers(crate::trace_context::upstream_headers())
             .build()
             .map_err(|e| transport_error(e, self.opts.timeout))?;
+        // Signing comes last: it covers the headers set above.
         credential.authorize(&mut req, project).await?;
         let resp = self.http.execute(req).await.map_err(|e| transport_error(e, self.opts.timeout))?;
         let status = resp.status();
-        tracing::Span::current().record("http.status", status.as_u16());
+        tracing::Span::current().record("http.status", i64::from(status.as_u16()));
         let retry_after = resp
             .headers()
             .get(header::RETRY_AFTER)
@@ -130,6 +146,26 @@ impl Client {
             .and_then(|v| v.trim().parse::<u64>().ok());
         let body = read_capped(resp, self.opts.max_body_bytes, self.opts.timeout).await?;
         if status.is_success() { parse_list(&body) } else { Err(status_error(status, &body, retry_after)) }
+    }
+}
+
+impl Client {
+    fn record_metrics(&self, result: &Result<Arc<ListResponse>, UpstreamError>, elapsed: Duration) {
+        let (outcome, status, code) = match result {
+            Ok(_) => ("ok", "2xx".to_owned(), None),
+            Err(UpstreamError::Status { status, code, .. }) => {
+                ("http_error", status.to_string(), code.as_deref())
+            }
+            Err(UpstreamError::NotSuccess { .. }) => ("not_success", "2xx".to_owned(), None),
+            Err(UpstreamError::Timeout(_)) => ("timeout", "none".to_owned(), None),
+            Err(UpstreamError::Unavailable(_)) => ("unavailable", "none".to_owned(), None),
+            Err(UpstreamError::BadResponse(_)) => ("bad_response", "none".to_owned(), None),
+            Err(UpstreamError::NoCredentials) => ("no_credentials", "none".to_owned(), None),
+            Err(UpstreamError::ProjectNotAllowed) => ("not_allowed", "none".to_owned(), None),
+            // Getting an IAM token failed, so DLI itself was never asked.
+            Err(UpstreamError::Iam(_)) => ("iam_error", "none".to_owned(), None),
+        };
+        self.metrics.upstream_call(outcome, &status, code, elapsed);
     }
 }
 
