@@ -16,6 +16,7 @@ use crate::{
     credentials,
     graphql::{self, SchemaOptions},
     http::{self, AppState},
+    metrics::Metrics,
     sim::{SimOptions, Simulator},
     upstream::{Client, ClientOptions, Credential},
 };
@@ -29,6 +30,7 @@ pub struct App {
     router: axum::Router,
     addr: SocketAddr,
     shutdown_timeout: Duration,
+    metrics: Metrics,
     // Keeps the demo simulator running as long as the app.
     _sim: Option<Simulator>,
 }
@@ -57,13 +59,22 @@ impl App {
         )
         .context("building the HTTP client")?
         .with_resilience(config.resilience());
+        let metrics = Metrics::new();
+        let client = client.with_metrics(metrics.clone());
         let schema = graphql::build(&SchemaOptions {
             introspection: !config.disable_introspection,
+            apq_cache_size: config.apq_cache_size,
+            metrics: Some(metrics.clone()),
             limits: config.limits(),
         });
-        let limits = Arc::new(config.limits());
-        let mut router =
-            http::router(AppState { schema, client, service_credential, access: Arc::new(access), limits });
+        let mut router = http::router(AppState {
+            schema,
+            client,
+            service_credential,
+            access: Arc::new(access),
+            metrics: metrics.clone(),
+            limits: Arc::new(config.limits()),
+        });
         let origins = config.cors_origins()?;
         if !origins.is_empty() {
             router = router.layer(http::guard::cors_layer(origins));
@@ -72,7 +83,7 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        Ok(Self { listener, router, addr, shutdown_timeout: config.shutdown_timeout, _sim: sim })
+        Ok(Self { listener, router, addr, shutdown_timeout: config.shutdown_timeout, metrics, _sim: sim })
     }
 
     /// The address the server is bound to.
@@ -84,6 +95,15 @@ impl App {
     /// `--shutdown-timeout`; connections still open after that are dropped. Either way the
     /// result is `Ok` once the server has stopped.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        // Folds histogram samples into buckets between scrapes; ends with the server.
+        let metrics = self.metrics.clone();
+        let upkeep = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                metrics.run_upkeep();
+            }
+        });
         let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             shutdown.await;
@@ -96,7 +116,7 @@ impl App {
             }
             tokio::time::sleep(self.shutdown_timeout).await;
         };
-        tokio::select! {
+        let served = tokio::select! {
             result = server => result,
             () = drain_deadline => {
                 tracing::warn!(
@@ -105,7 +125,9 @@ impl App {
                 );
                 Ok(())
             }
-        }
+        };
+        upkeep.abort();
+        served
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the served GraphQL SDL (the content of schema.graphql) and exit.
     Schema,
+    /// GET /healthz on the --listen address (over loopback when that is a wildcard address); exit 0
+    /// when healthy, 1 otherwise. For container health checks: needs no shell or curl.
+    Healthcheck,
 }
 
 /// Log line format.
@@ -133,6 +136,16 @@ pub struct Config {
     #[arg(long, env = "DLI_ALLOWED_PROJECTS", value_delimiter = ',')]
     pub allowed_projects: Vec<String>,
 
+    /// Export spans over OTLP/HTTP (protobuf) to this collector base URL, e.g. http://127.0.0.1:4318
+    /// (spans go to {url}/v1/traces). W3C trace context is then sent to DLI too.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<Url>,
+
+    /// Entries kept by the automatic persisted queries (APQ) cache, least recently used
+    /// dropped first; 0 turns APQ off.
+    #[arg(long, env = "DLI_GRAPHQL_APQ_CACHE_SIZE", default_value_t = 1000)]
+    pub apq_cache_size: usize,
+
     /// Largest request body, in bytes; larger requests get HTTP 413.
     #[arg(long, env = "DLI_GRAPHQL_MAX_BODY_BYTES", default_value_t = limits::DEFAULT_MAX_BODY_BYTES, value_parser = positive)]
     pub max_body_bytes: usize,
@@ -208,6 +221,14 @@ fn positive(s: &str) -> Result<usize, String> {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err("expected a whole number of at least 1".to_owned()),
     }
+}
+
+fn parse_otlp_endpoint(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || url.query().is_some() {
+        return Err("must be an http:// or https:// URL without a query".to_owned());
+    }
+    Ok(url)
 }
 
 /// A configuration that cannot be served.
@@ -349,6 +370,14 @@ mod tests {
         assert_eq!(c.api_keys.len(), 2);
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("v4lue"), "{dbg}");
+    }
+
+    #[test]
+    fn otlp_endpoint_must_be_http() {
+        let c = Config::from_args(["--otlp-endpoint", "http://127.0.0.1:4318"]).expect("parses");
+        assert_eq!(c.otlp_endpoint.map(|u| u.to_string()).as_deref(), Some("http://127.0.0.1:4318/"));
+        assert!(Config::from_args(["--otlp-endpoint", "file:///tmp/x"]).is_err());
+        assert!(Config::from_args(["--otlp-endpoint", "collector:4318"]).is_err());
     }
 
     #[test]

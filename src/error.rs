@@ -34,6 +34,10 @@ pub enum ErrorCode {
     BadRequest,
     /// A request limit (size, depth, complexity, fan-out) was exceeded.
     LimitExceeded,
+    /// An automatic persisted query hash the server does not know (yet).
+    PersistedQueryNotFound,
+    /// A persisted query hash sent while automatic persisted queries are off.
+    PersistedQueryNotSupported,
 }
 
 impl ErrorCode {
@@ -51,6 +55,8 @@ impl ErrorCode {
             Self::BadUpstreamResponse => "BAD_UPSTREAM_RESPONSE",
             Self::BadRequest => "BAD_REQUEST",
             Self::LimitExceeded => "LIMIT_EXCEEDED",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
         }
     }
 }

@@ -1,29 +1,41 @@
 //! The HTTP layer: routes, GraphQL over HTTP, per-request data. Holds no resolvers.
 //!
 //! `POST /graphql` (JSON), `GET /graphql?query=…`, GraphiQL at `GET /graphql` for browsers
-//! and at `/`, and `GET /healthz`. Responses are `application/graphql-response+json` when
-//! the client accepts it (request errors then answer 400 without `data`), else
-//! `application/json` with status 200, as the GraphQL-over-HTTP spec asks.
+//! and at `/` (assets under `/graphiql/`), `GET /healthz` and `GET /metrics`. Responses are
+//! `application/graphql-response+json` when the client accepts it (request errors then
+//! answer 400 without `data`), else `application/json` with status 200, as the
+//! GraphQL-over-HTTP spec asks.
+//!
+//! Every request gets an `X-Request-Id` (the client's, when valid, else a new UUID), echoed
+//! in the response, recorded on its `request` span and sent upstream.
 
 use std::sync::Arc;
 
-use async_graphql::{BatchResponse, ParseRequestError, http::GraphiQLSource};
+use async_graphql::{BatchResponse, ParseRequestError};
 use async_graphql_axum::GraphQLBatchRequest;
 use axum::{
     Router,
     extract::{FromRequest, Request, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::get,
 };
 use serde::Serialize;
-use tower_http::{sensitive_headers::SetSensitiveRequestHeadersLayer, trace::TraceLayer};
+use tower_http::{
+    compression::CompressionLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    sensitive_headers::SetSensitiveRequestHeadersLayer,
+    trace::TraceLayer,
+};
 
 use crate::{
     access::AccessPolicy,
     error::ErrorCode,
-    graphql::{DliSchema, ProjectLoader},
+    graphiql,
+    graphql::{DliSchema, ProjectLoader, apq},
     limits::Limits,
+    metrics::Metrics,
+    trace_context,
     upstream::{Client, Credential},
 };
 
@@ -43,24 +55,69 @@ pub struct AppState {
     pub service_credential: Option<Credential>,
     /// Who may use `service_credential`, and which projects anyone may query.
     pub access: Arc<AccessPolicy>,
+    /// This server's metrics registry, served at `/metrics`.
+    pub metrics: Metrics,
     /// Request limits (body size and read time, batch size; the rest are in the schema).
     pub limits: Arc<Limits>,
 }
 
 /// The router with its middleware.
 pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post).fallback(method_not_allowed))
-        .route("/", get(graphiql))
+        .route("/", get(graphiql::page))
+        .route(graphiql::ASSET_ROUTE, get(graphiql::asset).layer(CompressionLayer::new().gzip(true)))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
         .with_state(state)
-        .layer(TraceLayer::new_for_http())
+        // Layers added later run first: id check, id, sensitive headers, span, echo, metrics.
+        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track_http))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(
+            |resp: &Response, latency: std::time::Duration, span: &tracing::Span| {
+                span.record("http.response.status_code", i64::from(resp.status().as_u16()));
+                tracing::info!(
+                    status = resp.status().as_u16(),
+                    latency_ms = latency.as_millis() as u64,
+                    "request finished"
+                );
+            },
+        ))
         // Keeps credentials out of anything that prints headers.
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             header::HeaderName::from_static("x-auth-token"),
             header::COOKIE,
         ]))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn(trace_context::drop_invalid_request_id))
+}
+
+/// The `request` span: method, route pattern, request id, and later the status. It joins
+/// the caller's trace when the request carries a W3C `traceparent`.
+fn request_span(req: &Request) -> tracing::Span {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str());
+    let request_id =
+        req.headers().get(trace_context::REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let span = tracing::info_span!(
+        "request",
+        otel.name = format!("{} {route}", req.method()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        http.route = route,
+        request_id,
+        http.response.status_code = tracing::field::Empty,
+    );
+    trace_context::continue_remote_trace(&span, req.headers());
+    span
+}
+
+/// The Cache-Control of a GraphQL response. Answers depend on the caller's credentials
+/// and DLI's live state, so nothing may be stored by default; a response cache with a
+/// TTL would answer `private, max-age=<remaining TTL>` here instead.
+pub fn cache_control(_response: &BatchResponse) -> HeaderValue {
+    HeaderValue::from_static("private, no-store")
 }
 
 /// The response media type the client asked for.
@@ -132,7 +189,7 @@ pub fn error_response(
     let body = ErrorBody { errors: [ErrorEntry { message, extensions: Extensions { code: code.as_str() } }] };
     let body = serde_json::to_vec(&body).unwrap_or_default();
     let ct = format.unwrap_or(Format::Json).content_type();
-    (status, [(header::CONTENT_TYPE, ct)], body).into_response()
+    (status, [(header::CONTENT_TYPE, ct), (header::CACHE_CONTROL, "private, no-store")], body).into_response()
 }
 
 /// Rejection for a request body that is not a GraphQL-over-HTTP request.
@@ -202,7 +259,7 @@ async fn graphql_get(State(state): State<AppState>, req: Request) -> Response {
         .is_some_and(|a| a.contains("text/html"));
     let has_query = req.uri().query().is_some_and(|q| !q.is_empty());
     if wants_html && !has_query {
-        return graphiql().await.into_response();
+        return graphiql::page().await;
     }
     let Some(format) = Format::negotiate(req.headers()) else {
         return error_response(
@@ -226,6 +283,7 @@ async fn execute(state: AppState, req: Request, format: Format) -> Response {
         },
     };
     let is_get = req.method() == Method::GET;
+    let request_id = req.headers().get(trace_context::REQUEST_ID_HEADER).cloned();
     let batch = match GraphQLBatchRequest::<Rejection>::from_request(req, &()).await {
         Ok(b) => b.into_inner(),
         Err(rejection) => return rejection.into_response(),
@@ -252,7 +310,10 @@ async fn execute(state: AppState, req: Request, format: Format) -> Response {
         state.access.allowed_projects(),
     ));
     let batch = batch.data(loader);
-    let response = state.schema.execute_batch(batch).await;
+    let response = match request_id {
+        Some(id) => trace_context::with_request_id(id, state.schema.execute_batch(batch)).await,
+        None => state.schema.execute_batch(batch).await,
+    };
     graphql_response(response, format)
 }
 
@@ -273,7 +334,9 @@ fn graphql_response(response: BatchResponse, format: Format) -> Response {
         BatchResponse::Single(r)
             if format == Format::GraphqlResponseJson
                 && r.data == async_graphql::Value::Null
-                && !r.errors.is_empty() =>
+                && !r.errors.is_empty()
+                // Apollo clients expect an unknown APQ hash as a 200, then resend the query.
+                && !apq::is_not_found(r) =>
         {
             (StatusCode::BAD_REQUEST, serde_json::to_vec(&RequestErrorBody { errors: &r.errors }))
         }
@@ -281,8 +344,10 @@ fn graphql_response(response: BatchResponse, format: Format) -> Response {
     };
     match body {
         Ok(body) => {
+            let cache = cache_control(&response);
             let mut resp = (status, body).into_response();
             resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+            resp.headers_mut().insert(header::CACHE_CONTROL, cache);
             resp
         }
         Err(e) => {
@@ -308,8 +373,15 @@ async fn method_not_allowed() -> Response {
     resp
 }
 
-async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").title("dli-graphql").finish())
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -15,9 +15,14 @@
 //! - [`limits`]: request limits and the pre-parse token scan (enforced in `http` and `graphql::limits`).
 //! - [`project_id`]: the validated project id, the only client input in upstream URLs.
 //! - [`sim`]: the DLI simulator used by the tests and `--demo`.
+//! - [`graphiql`]: the GraphiQL page and its assets, embedded in the binary.
+//! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
+//! - [`telemetry`]: log format and OTLP span export; [`trace_context`]: the request id
+//!   and trace context that follow a request to DLI.
+//! - [`healthcheck`]: the `healthcheck` subcommand's probe.
 //!
 //! # The path of one query
-//! axum route (trace layer) → [`http`] picks the credential (caller's `X-Auth-Token`, else
+//! axum route (request id, `request` span, metrics) → [`http`] picks the credential (caller's `X-Auth-Token`, else
 //! the service's, for callers [`access`] admits) and attaches a fresh DataLoader →
 //! async-graphql parses and validates → the `connections` resolver parses the
 //! [`project_id::ProjectId`] → `load_one(project)`: every field asking for that project in
@@ -34,11 +39,15 @@ pub mod app;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod graphiql;
 pub mod graphql;
+pub mod healthcheck;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod project_id;
 pub mod secret_file;
 pub mod sim;
 pub mod telemetry;
+pub mod trace_context;
 pub mod upstream;

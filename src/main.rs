@@ -4,7 +4,7 @@ use clap::Parser;
 use dli_graphql::{
     app::{self, App},
     config::{Cli, Command},
-    graphql, telemetry,
+    graphql, healthcheck, telemetry,
 };
 
 #[tokio::main]
@@ -14,7 +14,22 @@ async fn main() -> std::process::ExitCode {
         print!("{}", graphql::sdl());
         return std::process::ExitCode::SUCCESS;
     }
-    telemetry::init(cli.config.log_format);
+    if let Some(Command::Healthcheck) = cli.command {
+        return match healthcheck::check(cli.config.listen).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dli-graphql healthcheck: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    let telemetry = match telemetry::init(&telemetry::TelemetryOptions::from_config(&cli.config)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dli-graphql: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let app = match App::build(&cli.config).await {
         Ok(app) => app,
         Err(e) => {
@@ -23,7 +38,10 @@ async fn main() -> std::process::ExitCode {
         }
     };
     tracing::info!("GraphQL at http://{}/graphql (GraphiQL in a browser)", app.local_addr());
-    match app.serve(app::shutdown_signal()).await {
+    let served = app.serve(app::shutdown_signal()).await;
+    // Exports the spans still buffered; blocking is fine, the server has stopped.
+    tokio::task::block_in_place(|| telemetry.shutdown());
+    match served {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dli-graphql: {e}");

@@ -38,7 +38,8 @@ pub const UPSTREAM_FIELDS: &[&str] = &["connections", "_entities"];
 /// Argument and input-object keys that name a project.
 pub const PROJECT_KEYS: &[&str] = &["projectId", "id"];
 
-/// Installs the document limits on a schema (`SchemaBuilder::extension`).
+/// Installs the post-parse document limits on a schema (`SchemaBuilder::extension`); register
+/// [`DocumentScan`] before it (and before any extension that parses documents).
 #[derive(Debug, Clone)]
 pub struct DocumentLimits {
     /// The limits.
@@ -55,6 +56,31 @@ impl ExtensionFactory for DocumentLimits {
 }
 
 struct DocumentLimitsExtension(DocumentLimits);
+
+/// The pre-parse checks (length, tokens, nesting) alone, for registration before anything
+/// that parses documents itself (automatic persisted queries parse the documents they
+/// register).
+#[derive(Debug, Clone)]
+pub struct DocumentScan(pub Arc<Limits>);
+
+impl ExtensionFactory for DocumentScan {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(self.clone())
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for DocumentScan {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        check_document(&request.query, &self.0)?;
+        next.run(ctx, request).await
+    }
+}
 
 #[async_graphql::async_trait::async_trait]
 impl Extension for DocumentLimitsExtension {
@@ -80,20 +106,24 @@ impl Extension for DocumentLimitsExtension {
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         let limits = &*self.0.limits;
-        check_document(&request.query, limits)?;
+        // The text was scanned by `DocumentScan` (registered first); a persisted query
+        // arrives parsed here, and was scanned when it was registered.
         // Parsed here (and kept in the request, so not parsed twice) to measure the document
         // before async-graphql walks it: its recursion check and validation expand fragment
         // spreads without memoisation, which a fragment bomb turns into exponential work.
-        let doc = async_graphql::parser::parse_query(&request.query)?;
-        if !self.0.introspection && asks_for_introspection(&doc) {
-            let mut err = ServerError::new("introspection is disabled on this server", None);
-            let mut ext = async_graphql::ErrorExtensionValues::default();
-            ext.set("code", ErrorCode::BadRequest.as_str());
-            err.extensions = Some(ext);
-            return Err(err);
-        }
-        check_fan_out(&doc, &request.variables, limits)?;
-        request.set_parsed_query(doc);
+        let variables = std::mem::take(&mut request.variables);
+        let checked = request.parsed_query().and_then(|doc| {
+            if !self.0.introspection && asks_for_introspection(doc) {
+                let mut err = ServerError::new("introspection is disabled on this server", None);
+                let mut ext = async_graphql::ErrorExtensionValues::default();
+                ext.set("code", ErrorCode::BadRequest.as_str());
+                err.extensions = Some(ext);
+                return Err(err);
+            }
+            check_fan_out(doc, &variables, limits)
+        });
+        request.variables = variables;
+        checked?;
         next.run(ctx, request).await
     }
 

@@ -44,7 +44,12 @@ impl ProjectLoader {
         credential: Option<Credential>,
         allowed: Option<Arc<HashSet<ProjectId>>>,
     ) -> ProjectDataLoader {
-        DataLoader::with_cache(Self { client, credential, allowed }, tokio::spawn, HashMapCache::default())
+        // The batch task keeps the request id and span of the request that started it.
+        DataLoader::with_cache(
+            Self { client, credential, allowed },
+            crate::trace_context::spawn_in_context,
+            HashMapCache::default(),
+        )
     }
 }
 

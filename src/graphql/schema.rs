@@ -5,7 +5,7 @@ use async_graphql::{Any, Context, EmptyMutation, EmptySubscription, ID, Object, 
 use super::{
     connection::{Connection, ConnectionState},
     federation::{self, Entity, Project, Service},
-    limits::DocumentLimits,
+    limits::{DocumentLimits, DocumentScan},
     loader::ProjectDataLoader,
 };
 use crate::{error, limits::Limits, project_id::ProjectId};
@@ -113,13 +113,17 @@ pub async fn connections_of(
 pub struct SchemaOptions {
     /// Serve `__schema`/`__type` and field suggestions.
     pub introspection: bool,
+    /// Automatic persisted queries kept (LRU); 0 turns APQ off.
+    pub apq_cache_size: usize,
+    /// Where operation counts go; spans are recorded either way.
+    pub metrics: Option<crate::metrics::Metrics>,
     /// Document limits enforced before execution.
     pub limits: Limits,
 }
 
 impl Default for SchemaOptions {
     fn default() -> Self {
-        Self { introspection: true, limits: Limits::default() }
+        Self { introspection: true, apq_cache_size: 1000, metrics: None, limits: Limits::default() }
     }
 }
 
@@ -127,18 +131,21 @@ impl Default for SchemaOptions {
 pub fn build(opts: &SchemaOptions) -> DliSchema {
     // No `enable_federation()`: `_entities` and `_service` are fields of `Query` (see
     // `federation`), so each entity resolves and fails on its own.
-    let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription);
+    // Observe first: its span and counts then cover persisted-query lookups too.
+    let limits = std::sync::Arc::new(opts.limits.clone());
+    let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription)
+        .extension(super::observe::Observe::new(opts.metrics.clone()))
+        // Before APQ, which parses the documents it registers.
+        .extension(DocumentScan(limits.clone()));
+    builder = super::apq::register(builder, opts.apq_cache_size);
     if !opts.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
     // Depth and complexity are checked by `DocumentLimits` (with errors naming the limit);
     // async-graphql's recursion guard counts fragment levels too, so it gets more room.
-    builder = builder.limit_recursive_depth(crate::limits::nesting_bound(opts.limits.max_depth)).extension(
-        DocumentLimits {
-            limits: std::sync::Arc::new(opts.limits.clone()),
-            introspection: opts.introspection,
-        },
-    );
+    builder = builder
+        .limit_recursive_depth(crate::limits::nesting_bound(opts.limits.max_depth))
+        .extension(DocumentLimits { limits, introspection: opts.introspection });
     builder.finish()
 }
 

@@ -90,9 +90,9 @@ enum ReadError {
     Io,
 }
 
-/// Refuses a batch of more than `--max-batch` operations, or a request without a query
-/// (not a well-formed GraphQL-over-HTTP request whatever the media type): HTTP 400, nothing
-/// executed.
+/// Refuses a batch of more than `--max-batch` operations, or a request with neither a query
+/// nor a persisted-query hash (not a well-formed GraphQL-over-HTTP request whatever the media
+/// type): HTTP 400, nothing executed.
 pub fn check_batch(batch: &BatchRequest, limits: &Limits, format: Format) -> Option<Response> {
     let n = batch.iter().count();
     if n > limits.max_batch {
@@ -104,7 +104,11 @@ pub fn check_batch(batch: &BatchRequest, limits: &Limits, format: Format) -> Opt
             format,
         ));
     }
-    batch.iter().any(|r| r.query.trim().is_empty()).then(|| {
+    // A persisted-query hash stands in for the document (APQ fills it in later).
+    let no_query = |r: &async_graphql::Request| {
+        r.query.trim().is_empty() && !r.extensions.0.contains_key("persistedQuery")
+    };
+    batch.iter().any(no_query).then(|| {
         super::error_response(
             StatusCode::BAD_REQUEST,
             ErrorCode::BadRequest,

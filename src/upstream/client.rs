@@ -14,6 +14,7 @@ use super::{
 };
 use crate::{
     error::{UpstreamError, sanitize_upstream_text},
+    metrics::Metrics,
     project_id::ProjectId,
 };
 
@@ -38,6 +39,7 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     pub(super) opts: ClientOptions,
+    metrics: Metrics,
     /// Retries, concurrency cap and breaker (see `resilience.rs`); shared by clones.
     pub(super) resilience: Arc<Resilience>,
 }
@@ -59,7 +61,23 @@ impl Client {
             // The deadline is enforced per call below; a redirect could leave the host.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { http, base, opts, resilience: Resilience::new(ResilienceOptions::default()) })
+        Ok(Self {
+            http,
+            base,
+            opts,
+            metrics: Metrics::new(),
+            resilience: Resilience::new(ResilienceOptions::default()),
+        })
+    }
+
+    /// This client, counting its calls into `metrics` (a fresh, unexported registry otherwise).
+    pub fn with_metrics(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
+    }
+
+    /// The registry this client counts into (for retries, coalescing, cache and circuit state).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The base URL calls go to.
@@ -87,6 +105,7 @@ impl Client {
     ) -> Result<Arc<ListResponse>, UpstreamError> {
         let span = tracing::info_span!(
             "upstream.list_connections",
+            otel.kind = "client",
             project = %project,
             http.status = tracing::field::Empty,
             error_code = tracing::field::Empty,
@@ -95,6 +114,7 @@ impl Client {
         // Retries, concurrency cap and breaker, all within `self.opts.timeout`.
         let result = self.list_resilient(project, credential).instrument(span.clone()).await;
         let _enter = span.enter();
+        self.record_metrics(&result, started.elapsed());
         match &result {
             Ok(r) => tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
@@ -121,12 +141,14 @@ impl Client {
             .get(self.list_url(project))
             .header(header::ACCEPT, "application/json")
             .header(header::CONTENT_TYPE, "application/json")
+            .headers(crate::trace_context::upstream_headers())
             .build()
             .map_err(|e| transport_error(e, self.opts.timeout))?;
+        // Signing comes last: it covers the headers set above.
         credential.authorize(&mut req, project).await?;
         let resp = self.http.execute(req).await.map_err(|e| transport_error(e, self.opts.timeout))?;
         let status = resp.status();
-        tracing::Span::current().record("http.status", status.as_u16());
+        tracing::Span::current().record("http.status", i64::from(status.as_u16()));
         let retry_after = resp
             .headers()
             .get(header::RETRY_AFTER)
@@ -139,6 +161,27 @@ impl Client {
 
 /// The `Unavailable` kind of a failed connect (the only transport error that is retried).
 pub(crate) const CONNECT_FAILED: &str = "connect failed";
+
+impl Client {
+    fn record_metrics(&self, result: &Result<Arc<ListResponse>, UpstreamError>, elapsed: Duration) {
+        let (outcome, status, code) = match result {
+            Ok(_) => ("ok", "2xx".to_owned(), None),
+            Err(UpstreamError::Status { status, code, .. }) => {
+                ("http_error", status.to_string(), code.as_deref())
+            }
+            Err(UpstreamError::NotSuccess { .. }) => ("not_success", "2xx".to_owned(), None),
+            Err(UpstreamError::Timeout(_)) => ("timeout", "none".to_owned(), None),
+            Err(UpstreamError::Unavailable(_)) => ("unavailable", "none".to_owned(), None),
+            Err(UpstreamError::CircuitOpen(_)) => ("circuit_open", "none".to_owned(), None),
+            Err(UpstreamError::BadResponse(_)) => ("bad_response", "none".to_owned(), None),
+            Err(UpstreamError::NoCredentials) => ("no_credentials", "none".to_owned(), None),
+            Err(UpstreamError::ProjectNotAllowed) => ("not_allowed", "none".to_owned(), None),
+            // Getting an IAM token failed, so DLI itself was never asked.
+            Err(UpstreamError::Iam(_)) => ("iam_error", "none".to_owned(), None),
+        };
+        self.metrics.upstream_call(outcome, &status, code, elapsed);
+    }
+}
 
 fn transport_error(e: reqwest::Error, timeout: Duration) -> UpstreamError {
     if e.is_timeout() {

@@ -15,10 +15,10 @@ use tokio::{
 
 use super::{
     Client, Credential, ListResponse,
-    breaker::{Breaker, failure},
+    breaker::{Breaker, BreakerState, failure},
     client::CONNECT_FAILED,
 };
-use crate::{error::UpstreamError, project_id::ProjectId};
+use crate::{error::UpstreamError, metrics::CircuitState, project_id::ProjectId};
 
 /// Retry, concurrency and breaker settings of a [`Client`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +116,17 @@ impl Client {
         self
     }
 
+    /// Sets the circuit-state gauge (cheap; called after every breaker interaction, so the
+    /// gauge follows every transition).
+    fn report_circuit_state(&self) {
+        let state = match self.resilience.breaker.state() {
+            BreakerState::Closed { .. } => CircuitState::Closed,
+            BreakerState::HalfOpen { .. } => CircuitState::HalfOpen,
+            BreakerState::Open { .. } => CircuitState::Open,
+        };
+        self.metrics().circuit_state(state);
+    }
+
     /// The list call with retries, the concurrency cap and the breaker, all inside one deadline.
     pub(super) async fn list_resilient(
         &self,
@@ -128,7 +139,9 @@ impl Client {
         let mut attempt = 1usize;
         let mut last_error: Option<UpstreamError> = None;
         loop {
-            let permit = match r.breaker.try_acquire() {
+            let acquired = r.breaker.try_acquire();
+            self.report_circuit_state();
+            let permit = match acquired {
                 Ok(p) => p,
                 // After our own failed attempts the real error says more than "circuit open".
                 Err(retry_in) => return Err(last_error.unwrap_or(UpstreamError::CircuitOpen(retry_in))),
@@ -149,6 +162,7 @@ impl Client {
                 // DLI was not asked (e.g. the IAM token could not be had): no verdict.
                 None => drop(permit),
             }
+            self.report_circuit_state();
             let err = match result {
                 Ok(list) => return Ok(list),
                 Err(e) => e,
@@ -159,6 +173,7 @@ impl Client {
                 return Err(err);
             };
             tracing::info!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying upstream call");
+            self.metrics().upstream_retry();
             sleep(delay).await;
             last_error = Some(err);
             attempt += 1;

@@ -251,3 +251,18 @@ async fn request_errors_carry_a_stable_code() {
     }
     assert_healthy_and_untouched(&app).await;
 }
+
+#[tokio::test]
+async fn a_hostile_document_cannot_be_registered_as_a_persisted_query() {
+    use sha2::Digest as _;
+    let app = spawn_app().await;
+    let deep = format!("{}{}", "{a".repeat(50_000), "}".repeat(50_000));
+    let hash = hex::encode(sha2::Sha256::digest(deep.as_bytes()));
+    let ext = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+    let (_, resp) = app.post(&json!({ "query": deep, "extensions": ext })).await;
+    assert_eq!(code(&resp), "LIMIT_EXCEEDED", "{resp:#}");
+    // It was not stored: the hash alone is still unknown.
+    let (_, resp) = app.post(&json!({ "extensions": ext })).await;
+    assert_eq!(code(&resp), "PERSISTED_QUERY_NOT_FOUND", "{resp:#}");
+    assert_healthy_and_untouched(&app).await;
+}

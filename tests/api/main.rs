@@ -1,5 +1,6 @@
 //! Integration tests: the real server and the real DLI simulator over loopback HTTP.
 
+mod apq;
 mod batching;
 mod connections;
 mod credentials;
@@ -9,6 +10,7 @@ mod helpers;
 mod hostile;
 mod http;
 mod limits;
+mod observability;
 mod properties;
 mod resilience;
 mod schema;
