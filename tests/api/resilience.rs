@@ -36,6 +36,10 @@ async fn a_flaky_upstream_is_retried_until_it_answers() {
         assert_eq!(resp["data"]["connections"][0]["name"], "test", "{project}: {resp:#}");
         assert_eq!(app.sim.calls_for(project), attempts, "{project}");
     }
+    // The retries are counted in the metrics: 2 + 1 + 1.
+    let metrics = app.http.get(format!("http://{}/metrics", app.addr)).send().await.expect("metrics");
+    let text = metrics.text().await.expect("text");
+    assert!(text.lines().any(|l| l == "dli_graphql_upstream_retries_total 4"), "{text}");
     // Every attempt is a full, authenticated request for the same path.
     let flaky: Vec<_> = app.sim.requests().into_iter().filter(|r| r.path.contains("/flaky/")).collect();
     assert!(flaky.iter().all(|r| r.method == "GET" && r.header("x-auth-token").is_some()));
@@ -152,6 +156,9 @@ async fn the_breaker_opens_fails_fast_and_closes_after_a_good_probe() {
     assert_eq!(code(&resp), "UPSTREAM_UNAVAILABLE", "{resp:#}");
     assert!(started.elapsed() < Duration::from_millis(200));
     assert_eq!(app.sim.calls_for("ok"), 0);
+    let metrics = app.http.get(format!("http://{}/metrics", app.addr)).send().await.expect("metrics");
+    let text = metrics.text().await.expect("text");
+    assert!(text.lines().any(|l| l == "dli_graphql_upstream_circuit_state 2"), "{text}");
     // After the cool-down one probe goes; it fails, so the circuit opens again.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(code(&list(&app, "down").await), "UPSTREAM_ERROR");
