@@ -115,7 +115,7 @@ fivexx = sum(n for code, n in dist.items() if code.startswith("5"))
 growth = (final - warm) / warm * 100 if warm else 0.0
 lines = [
     f"soak: {duration} at {conc} concurrent clients, simulator fault rate {rate}",
-    f"requests: {requests} ({r['summary'].get('requestsPerSec', 0):.0f}/s), upstream calls seen by the simulator: {sim_calls}",
+    f"requests: {requests} ({r['summary'].get('requestsPerSec', 0):.0f}/s), upstream calls seen by the simulator (warm-up included): {sim_calls}",
     f"answers by HTTP status: {json.dumps(dist, sort_keys=True)}" + (f", client-side errors: {json.dumps(errors)}" if errors else ""),
     f"latency ms: p50 {r['latencyPercentiles']['p50']*1000:.1f}, p99 {r['latencyPercentiles']['p99']*1000:.1f}, max {r['summary']['slowest']*1000:.1f}",
     f"GraphQL errors by code (in {s['responses']} sampled responses, statuses {json.dumps(s['statuses'], sort_keys=True)}): {json.dumps(s['codes'], sort_keys=True)}",
