@@ -10,7 +10,7 @@ use crate::{
     graphql::{self, SchemaOptions},
     http::{self, AppState},
     sim::{SimOptions, Simulator},
-    upstream::{Client, ClientOptions, Credential},
+    upstream::{Client, ClientOptions, Credential, SharedClient},
 };
 
 /// The token the demo sends to its simulator when the caller sends none.
@@ -47,7 +47,8 @@ impl App {
         )
         .context("building the HTTP client")?;
         let schema = graphql::build(&SchemaOptions { introspection: !config.disable_introspection });
-        let router = http::router(AppState { schema, client, service_credential });
+        let shared = SharedClient::new(client.clone(), &config.share_options());
+        let router = http::router(AppState { schema, client, shared, service_credential });
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;

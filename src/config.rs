@@ -6,6 +6,8 @@ use std::{net::SocketAddr, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use reqwest::Url;
 
+use crate::upstream::ShareOptions;
+
 /// Command line of the `dli-graphql` binary.
 #[derive(Debug, Parser)]
 #[command(
@@ -74,6 +76,20 @@ pub struct Config {
     /// Start a built-in DLI simulator and serve its data (with a demo token), for trying things out.
     #[arg(long)]
     pub demo: bool,
+
+    /// Send every fetch upstream on its own, instead of letting concurrent fetches of the same
+    /// project with the same credentials share one call.
+    #[arg(long, env = "DLI_GRAPHQL_NO_COALESCE")]
+    pub no_coalesce: bool,
+
+    /// Keep successful upstream answers this long (e.g. 5s) per credential and project, and serve
+    /// them without calling DLI; answers can be this stale. Off when unset or 0.
+    #[arg(long, env = "DLI_GRAPHQL_CACHE_TTL", value_parser = humantime::parse_duration)]
+    pub cache_ttl: Option<Duration>,
+
+    /// Upper bound of the cache's estimated memory, in bytes.
+    #[arg(long, env = "DLI_GRAPHQL_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub cache_max_bytes: usize,
 }
 
 /// A configuration that cannot be served.
@@ -101,6 +117,15 @@ impl Config {
     {
         Cli::try_parse_from(std::iter::once("dli-graphql".into()).chain(args.into_iter().map(Into::into)))
             .map(|c| c.config)
+    }
+
+    /// How upstream answers are shared between requests (`--no-coalesce`, `--cache-*`).
+    pub fn share_options(&self) -> ShareOptions {
+        ShareOptions {
+            coalesce: !self.no_coalesce,
+            cache_ttl: self.cache_ttl.filter(|t| !t.is_zero()),
+            cache_max_bytes: self.cache_max_bytes,
+        }
     }
 
     /// The upstream base URL from `--endpoint` or `--region`.
@@ -148,6 +173,21 @@ mod tests {
         assert!(matches!(bad.upstream_base(), Err(ConfigError::BadEndpoint)));
         let evil = Config::from_args(["--region", "x.evil.com/"]).expect("parses");
         assert!(matches!(evil.upstream_base(), Err(ConfigError::BadRegion)));
+    }
+
+    #[test]
+    fn sharing_defaults_to_coalescing_without_a_cache() {
+        let c = Config::from_args::<_, &str>([]).expect("parses");
+        let o = c.share_options();
+        assert!(o.coalesce);
+        assert_eq!(o.cache_ttl, None);
+        let c = Config::from_args(["--no-coalesce", "--cache-ttl", "5s", "--cache-max-bytes", "1000"])
+            .expect("parses");
+        let o = c.share_options();
+        assert!(!o.coalesce);
+        assert_eq!((o.cache_ttl, o.cache_max_bytes), (Some(Duration::from_secs(5)), 1000));
+        let off = Config::from_args(["--cache-ttl", "0s"]).expect("parses");
+        assert_eq!(off.share_options().cache_ttl, None);
     }
 
     #[test]

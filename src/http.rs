@@ -17,12 +17,19 @@ use axum::{
     routing::get,
 };
 use serde::Serialize;
-use tower_http::{sensitive_headers::SetSensitiveRequestHeadersLayer, trace::TraceLayer};
+use tower_http::{
+    compression::{
+        CompressionLayer,
+        predicate::{NotForContentType, Predicate, SizeAbove},
+    },
+    sensitive_headers::SetSensitiveRequestHeadersLayer,
+    trace::TraceLayer,
+};
 
 use crate::{
     error::ErrorCode,
     graphql::{DliSchema, ProjectLoader},
-    upstream::{Client, Credential},
+    upstream::{Client, Credential, SharedClient},
 };
 
 /// The media type of GraphQL-over-HTTP responses.
@@ -35,9 +42,14 @@ pub struct AppState {
     pub schema: DliSchema,
     /// The upstream client.
     pub client: Client,
+    /// The client as resolvers use it: coalescing and the optional cache in front of `client`.
+    pub shared: SharedClient,
     /// Used when the caller sends no `X-Auth-Token` (e.g. the demo's token).
     pub service_credential: Option<Credential>,
 }
+
+/// Responses smaller than this are sent uncompressed whatever the client accepts.
+pub const COMPRESS_MIN_BYTES: u16 = 1024;
 
 /// The router with its middleware.
 pub fn router(state: AppState) -> Router {
@@ -46,6 +58,10 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(graphiql))
         .route("/healthz", get(healthz))
         .with_state(state)
+        // gzip, br or zstd when the client asks for it; small bodies are not worth the CPU.
+        .layer(CompressionLayer::new().compress_when(
+            SizeAbove::new(COMPRESS_MIN_BYTES).and(NotForContentType::GRPC).and(NotForContentType::IMAGES),
+        ))
         .layer(TraceLayer::new_for_http())
         // Keeps credentials out of anything that prints headers.
         .layer(SetSensitiveRequestHeadersLayer::new([
@@ -223,7 +239,7 @@ async fn execute(state: AppState, req: Request, format: Format) -> Response {
         );
     }
     // One loader per HTTP request: every operation and field in it shares the batches.
-    let loader = Arc::new(ProjectLoader::data_loader(state.client.clone(), credential));
+    let loader = Arc::new(ProjectLoader::data_loader(state.shared.clone(), credential));
     let batch = batch.data(loader);
     let response = state.schema.execute_batch(batch).await;
     graphql_response(response, format)

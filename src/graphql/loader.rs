@@ -1,4 +1,5 @@
-//! The per-request DataLoader: one upstream call per distinct project per request.
+//! The per-request DataLoader: one upstream call per distinct project per request (and,
+//! through [`SharedClient`], at most one in flight per project and credential across requests).
 
 use std::{collections::HashMap, convert::Infallible, sync::Arc};
 
@@ -7,18 +8,18 @@ use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use crate::{
     error::UpstreamError,
     project_id::ProjectId,
-    upstream::{Client, Credential, ListResponse},
+    upstream::{Credential, ListOutcome, SharedClient},
 };
 
 /// The outcome of one project's list call, shared by every field that asked for it.
-pub type ProjectResult = Result<Arc<ListResponse>, Arc<UpstreamError>>;
+pub type ProjectResult = ListOutcome;
 
 /// Loads connection lists by project with one request's credential.
 ///
 /// Each key carries its own result, so one failing project never fails the fields of
 /// another project that happened to share its batch.
 pub struct ProjectLoader {
-    client: Client,
+    client: SharedClient,
     credential: Option<Credential>,
 }
 
@@ -28,7 +29,7 @@ pub type ProjectDataLoader = DataLoader<ProjectLoader, HashMapCache>;
 
 impl ProjectLoader {
     /// A DataLoader for one GraphQL request made with `credential`.
-    pub fn data_loader(client: Client, credential: Option<Credential>) -> ProjectDataLoader {
+    pub fn data_loader(client: SharedClient, credential: Option<Credential>) -> ProjectDataLoader {
         DataLoader::with_cache(Self { client, credential }, tokio::spawn, HashMapCache::default())
     }
 }
@@ -44,7 +45,7 @@ impl Loader<ProjectId> for ProjectLoader {
             return Ok(keys.iter().map(|k| (k.clone(), Err(err.clone()))).collect());
         };
         let calls = keys.iter().map(|project| async move {
-            let result = self.client.list_connections(project, credential).await.map_err(Arc::new);
+            let result = self.client.list_connections(project, credential).await;
             (project.clone(), result)
         });
         Ok(futures::future::join_all(calls).await.into_iter().collect())
