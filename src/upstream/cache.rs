@@ -223,13 +223,21 @@ mod tests {
     }
 
     #[test]
-    fn weight_grows_with_the_list() {
-        let small: ListResponse = serde_json::from_str(r#"{"connections":[{"name":"a"}]}"#).expect("parses");
-        let big: ListResponse = serde_json::from_str(
-            r#"{"connections":[{"name":"a","destination":"a-long-destination-string"},{"name":"b"}]}"#,
-        )
+    fn weight_counts_the_entries_and_their_strings() {
+        let one: ListResponse = serde_json::from_str(r#"{"connections":[{"name":"a"}]}"#).expect("parses");
+        let long = "x".repeat(1000);
+        let with_long: ListResponse =
+            serde_json::from_str(&format!(r#"{{"connections":[{{"name":"a","destination":"{long}"}}]}}"#))
+                .expect("parses");
+        assert!(
+            list_weight(&one) >= std::mem::size_of::<ListResponse>() + std::mem::size_of::<ConnectionDto>()
+        );
+        assert!(list_weight(&with_long) >= list_weight(&one) + 1000);
+        let many: ListResponse = serde_json::from_str(&format!(
+            r#"{{"connections":[{}]}}"#,
+            vec![r#"{"name":"a"}"#; 100].join(",")
+        ))
         .expect("parses");
-        assert!(list_weight(&small) > std::mem::size_of::<ListResponse>());
-        assert!(list_weight(&big) > list_weight(&small) + std::mem::size_of::<ConnectionDto>());
+        assert!(list_weight(&many) >= 100 * std::mem::size_of::<ConnectionDto>());
     }
 }
