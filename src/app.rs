@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     config::Config,
-    graphql::{self, SchemaOptions},
+    graphql::{self, DocumentCache, SchemaOptions},
     http::{self, AppState},
     sim::{SimOptions, Simulator},
     upstream::{Client, ClientOptions, Credential, SharedClient},
@@ -48,7 +48,14 @@ impl App {
         .context("building the HTTP client")?;
         let schema = graphql::build(&SchemaOptions { introspection: !config.disable_introspection });
         let shared = SharedClient::new(client.clone(), &config.share_options());
-        let router = http::router(AppState { schema, client, shared, service_credential });
+        let router = http::router(AppState {
+            schema,
+            client,
+            shared,
+            documents: DocumentCache::default(),
+            compression: !config.no_compression,
+            service_credential,
+        });
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;

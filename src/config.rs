@@ -90,6 +90,11 @@ pub struct Config {
     /// Upper bound of the cache's estimated memory, in bytes.
     #[arg(long, env = "DLI_GRAPHQL_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub cache_max_bytes: usize,
+
+    /// Never compress responses (e.g. behind a proxy that compresses); by default responses over
+    /// 1 KiB are compressed for clients that accept gzip, br or zstd.
+    #[arg(long, env = "DLI_GRAPHQL_NO_COMPRESSION")]
+    pub no_compression: bool,
 }
 
 /// A configuration that cannot be served.

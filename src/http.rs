@@ -19,7 +19,7 @@ use axum::{
 use serde::Serialize;
 use tower_http::{
     compression::{
-        CompressionLayer,
+        CompressionLayer, CompressionLevel,
         predicate::{NotForContentType, Predicate, SizeAbove},
     },
     sensitive_headers::SetSensitiveRequestHeadersLayer,
@@ -28,7 +28,7 @@ use tower_http::{
 
 use crate::{
     error::ErrorCode,
-    graphql::{DliSchema, ProjectLoader},
+    graphql::{DliSchema, DocumentCache, ProjectLoader},
     upstream::{Client, Credential, SharedClient},
 };
 
@@ -44,6 +44,10 @@ pub struct AppState {
     pub client: Client,
     /// The client as resolvers use it: coalescing and the optional cache in front of `client`.
     pub shared: SharedClient,
+    /// Parsed documents of the queries clients keep sending.
+    pub documents: DocumentCache,
+    /// Compress large responses for clients that accept gzip, br or zstd.
+    pub compression: bool,
     /// Used when the caller sends no `X-Auth-Token` (e.g. the demo's token).
     pub service_credential: Option<Credential>,
 }
@@ -53,15 +57,21 @@ pub const COMPRESS_MIN_BYTES: u16 = 1024;
 
 /// The router with its middleware.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let compression = state.compression;
+    let mut router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post).fallback(method_not_allowed))
         .route("/", get(graphiql))
         .route("/healthz", get(healthz))
-        .with_state(state)
-        // gzip, br or zstd when the client asks for it; small bodies are not worth the CPU.
-        .layer(CompressionLayer::new().compress_when(
+        .with_state(state);
+    if compression {
+        // gzip, br or zstd when the client asks for it; small bodies are not worth the CPU, and
+        // the fastest level keeps on-the-fly compression cheap (brotli's default level took a
+        // quarter of the CPU time under load).
+        router = router.layer(CompressionLayer::new().quality(CompressionLevel::Fastest).compress_when(
             SizeAbove::new(COMPRESS_MIN_BYTES).and(NotForContentType::GRPC).and(NotForContentType::IMAGES),
-        ))
+        ));
+    }
+    router
         .layer(TraceLayer::new_for_http())
         // Keeps credentials out of anything that prints headers.
         .layer(SetSensitiveRequestHeadersLayer::new([
@@ -240,7 +250,10 @@ async fn execute(state: AppState, req: Request, format: Format) -> Response {
     }
     // One loader per HTTP request: every operation and field in it shares the batches.
     let loader = Arc::new(ProjectLoader::data_loader(state.shared.clone(), credential));
-    let batch = batch.data(loader);
+    let mut batch = batch.data(loader);
+    for request in batch.iter_mut() {
+        state.documents.prepare(request);
+    }
     let response = state.schema.execute_batch(batch).await;
     graphql_response(response, format)
 }

@@ -1,8 +1,9 @@
 //! Response compression: only when the client asks for it, and only for bodies worth it.
 
+use dli_graphql::sim::SimOptions;
 use serde_json::json;
 
-use crate::helpers::{ALL_FIELDS, TOKEN, TestApp, spawn_app};
+use crate::helpers::{ALL_FIELDS, TOKEN, TestApp, spawn_app, spawn_app_with};
 
 async fn content_encoding(app: &TestApp, query: &str, accept_encoding: Option<&str>) -> Option<String> {
     let mut req =
@@ -35,4 +36,11 @@ async fn large_responses_are_compressed_with_the_encoding_the_client_accepts() {
 async fn small_responses_are_sent_uncompressed() {
     let app = spawn_app().await;
     assert_eq!(content_encoding(&app, "{ __typename }", Some("gzip, br, zstd")).await, None);
+}
+
+#[tokio::test]
+async fn no_compression_turns_it_off() {
+    let app = spawn_app_with(&["--no-compression"], SimOptions::default()).await;
+    let query = format!("{{ connections(projectId: \"p1\") {{ {ALL_FIELDS} }} }}");
+    assert_eq!(content_encoding(&app, &query, Some("gzip, br, zstd")).await, None);
 }
