@@ -14,8 +14,10 @@
 //! axum route (trace layer) → [`http`] picks the credential (caller's `X-Auth-Token`, else
 //! the service's) and attaches a fresh DataLoader → async-graphql parses and validates →
 //! the `connections` resolver parses the [`project_id::ProjectId`] → `load_one(project)`:
-//! every field asking for that project in this request joins one batch → one instrumented
-//! upstream GET → the body is parsed once and shared behind an `Arc` → filters → GraphQL
+//! every field asking for that project in this request joins one batch →
+//! [`upstream::SharedClient`]: an answer cached for this credential and project (with
+//! `--cache-ttl`), or the call already in flight for them, or one instrumented upstream GET →
+//! the body is parsed once and shared behind an `Arc` → filters → GraphQL
 //! objects borrow from the DTOs → upstream failures become errors with a stable code on the
 //! fields that needed that project; every other field keeps its data.
 
