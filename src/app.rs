@@ -18,7 +18,7 @@ use crate::{
     http::{self, AppState},
     metrics::Metrics,
     sim::{SimOptions, Simulator},
-    upstream::{Client, ClientOptions, Credential},
+    upstream::{Client, ClientOptions, Credential, SharedClient},
 };
 
 /// The token the demo sends to its simulator when the caller sends none.
@@ -67,9 +67,12 @@ impl App {
             metrics: Some(metrics.clone()),
             limits: config.limits(),
         });
+        let shared = SharedClient::new(client.clone(), &config.share_options());
         let mut router = http::router(AppState {
             schema,
             client,
+            shared,
+            compression: !config.no_compression,
             service_credential,
             access: Arc::new(access),
             metrics: metrics.clone(),

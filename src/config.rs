@@ -12,6 +12,8 @@ use crate::{
     upstream::ResilienceOptions,
 };
 
+use crate::upstream::ShareOptions;
+
 /// Command line of the `dli-graphql` binary.
 #[derive(Debug, Parser)]
 #[command(
@@ -213,6 +215,25 @@ pub struct Config {
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the process exits.
     #[arg(long, env = "DLI_GRAPHQL_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Send every fetch upstream on its own, instead of letting concurrent fetches of the same
+    /// project with the same credentials share one call.
+    #[arg(long, env = "DLI_GRAPHQL_NO_COALESCE")]
+    pub no_coalesce: bool,
+
+    /// Keep successful upstream answers this long (e.g. 5s) per credential and project, and serve
+    /// them without calling DLI; answers can be this stale. Off when unset or 0.
+    #[arg(long, env = "DLI_GRAPHQL_CACHE_TTL", value_parser = humantime::parse_duration)]
+    pub cache_ttl: Option<Duration>,
+
+    /// Upper bound of the cache's estimated memory, in bytes.
+    #[arg(long, env = "DLI_GRAPHQL_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub cache_max_bytes: usize,
+
+    /// Never compress responses (e.g. behind a proxy that compresses); by default responses over
+    /// 1 KiB are compressed for clients that accept gzip, br or zstd.
+    #[arg(long, env = "DLI_GRAPHQL_NO_COMPRESSION")]
+    pub no_compression: bool,
 }
 
 /// A count that must be at least 1.
@@ -309,6 +330,15 @@ impl Config {
             .collect()
     }
 
+    /// How upstream answers are shared between requests (`--no-coalesce`, `--cache-*`).
+    pub fn share_options(&self) -> ShareOptions {
+        ShareOptions {
+            coalesce: !self.no_coalesce,
+            cache_ttl: self.cache_ttl.filter(|t| !t.is_zero()),
+            cache_max_bytes: self.cache_max_bytes,
+        }
+    }
+
     /// The upstream base URL from `--endpoint` or `--region`.
     pub fn upstream_base(&self) -> Result<Url, ConfigError> {
         if let Some(url) = &self.endpoint {
@@ -378,6 +408,21 @@ mod tests {
         assert_eq!(c.otlp_endpoint.map(|u| u.to_string()).as_deref(), Some("http://127.0.0.1:4318/"));
         assert!(Config::from_args(["--otlp-endpoint", "file:///tmp/x"]).is_err());
         assert!(Config::from_args(["--otlp-endpoint", "collector:4318"]).is_err());
+    }
+
+    #[test]
+    fn sharing_defaults_to_coalescing_without_a_cache() {
+        let c = Config::from_args::<_, &str>([]).expect("parses");
+        let o = c.share_options();
+        assert!(o.coalesce);
+        assert_eq!(o.cache_ttl, None);
+        let c = Config::from_args(["--no-coalesce", "--cache-ttl", "5s", "--cache-max-bytes", "1000"])
+            .expect("parses");
+        let o = c.share_options();
+        assert!(!o.coalesce);
+        assert_eq!((o.cache_ttl, o.cache_max_bytes), (Some(Duration::from_secs(5)), 1000));
+        let off = Config::from_args(["--cache-ttl", "0s"]).expect("parses");
+        assert_eq!(off.share_options().cache_ttl, None);
     }
 
     #[test]

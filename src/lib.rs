@@ -26,7 +26,9 @@
 //! the service's, for callers [`access`] admits) and attaches a fresh DataLoader →
 //! async-graphql parses and validates → the `connections` resolver parses the
 //! [`project_id::ProjectId`] → `load_one(project)`: every field asking for that project in
-//! this request joins one batch → one instrumented upstream GET, authorised right before
+//! this request joins one batch → [`upstream::SharedClient`]: an answer cached for this
+//! credential and project (with `--cache-ttl`), or the call already in flight for them, or
+//! one instrumented upstream GET, authorised right before
 //! it is sent (token header, IAM token, or signature) → the body is parsed once and shared
 //! behind an `Arc` → filters → GraphQL objects borrow from the DTOs → upstream failures
 //! become errors with a stable code on the fields that needed that project; every other

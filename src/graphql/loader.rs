@@ -1,4 +1,5 @@
-//! The per-request DataLoader: one upstream call per distinct project per request.
+//! The per-request DataLoader: one upstream call per distinct project per request (and,
+//! through [`SharedClient`], at most one in flight per project and credential across requests).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -11,18 +12,18 @@ use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use crate::{
     error::UpstreamError,
     project_id::ProjectId,
-    upstream::{Client, Credential, ListResponse},
+    upstream::{Credential, ListOutcome, SharedClient},
 };
 
 /// The outcome of one project's list call, shared by every field that asked for it.
-pub type ProjectResult = Result<Arc<ListResponse>, Arc<UpstreamError>>;
+pub type ProjectResult = ListOutcome;
 
 /// Loads connection lists by project with one request's credential.
 ///
 /// Each key carries its own result, so one failing project never fails the fields of
 /// another project that happened to share its batch.
 pub struct ProjectLoader {
-    client: Client,
+    client: SharedClient,
     credential: Option<Credential>,
     allowed: Option<Arc<HashSet<ProjectId>>>,
 }
@@ -33,14 +34,14 @@ pub type ProjectDataLoader = DataLoader<ProjectLoader, HashMapCache>;
 
 impl ProjectLoader {
     /// A DataLoader for one GraphQL request made with `credential`.
-    pub fn data_loader(client: Client, credential: Option<Credential>) -> ProjectDataLoader {
+    pub fn data_loader(client: SharedClient, credential: Option<Credential>) -> ProjectDataLoader {
         Self::restricted_data_loader(client, credential, None)
     }
 
     /// Like [`Self::data_loader`]; projects outside `allowed` (when given) fail as
     /// `FORBIDDEN` without an upstream call.
     pub fn restricted_data_loader(
-        client: Client,
+        client: SharedClient,
         credential: Option<Credential>,
         allowed: Option<Arc<HashSet<ProjectId>>>,
     ) -> ProjectDataLoader {
@@ -72,7 +73,7 @@ impl Loader<ProjectId> for ProjectLoader {
             return Ok(results);
         };
         let calls = keys.into_iter().map(|project| async move {
-            let result = self.client.list_connections(project, credential).await.map_err(Arc::new);
+            let result = self.client.list_connections(project, credential).await;
             if let Err(e) = &result
                 && matches!(**e, UpstreamError::Status { status: 401, .. })
             {

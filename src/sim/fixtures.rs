@@ -36,8 +36,9 @@ fn splitmix(state: &mut u64) -> u64 {
 
 /// `n` connections for `project` (`n >= 1`; the first is the seed sample). Same input,
 /// same output. Indexes 1.. cycle through every state (one `RUNNING`, which is not in the
-/// documented enum), every service spelling, filled and empty optional strings, both
-/// queue-list shapes, and integer and float `process` values.
+/// documented enum), every service spelling (from index 16 on, independently of the
+/// state), filled and empty optional strings, both queue-list shapes, and integer and float
+/// `process` values.
 pub fn connections(project: &str, n: usize) -> Vec<Value> {
     let mut rng = fnv1a(project);
     let mut out = Vec::with_capacity(n.max(1));
@@ -51,7 +52,13 @@ pub fn connections(project: &str, n: usize) -> Vec<Value> {
             6 if i == 6 => "RUNNING",
             _ => "DELETED",
         };
-        let service = SERVICES[i % SERVICES.len()];
+        // The first 16 cycle through every spelling in step with the states; later ones (long
+        // lists) pick theirs independently, so state and service filters combine as in real data.
+        let service = if i < 16 {
+            SERVICES[i % SERVICES.len()]
+        } else {
+            SERVICES[((r >> 40) % SERVICES.len() as u64) as usize]
+        };
         let host = format!("{}-{:04x}", service.to_ascii_lowercase().replace('.', "-"), r & 0xffff);
         let destination = match service {
             "DWS" => format!("{host}.dws.myhuaweicloud.com:8000"),

@@ -57,6 +57,10 @@ impl Client {
             .user_agent(concat!("dli-graphql/", env!("CARGO_PKG_VERSION")))
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
+            // Keep-alive connections are reused (the pool is unbounded per host); HTTP/2 is
+            // negotiated by ALPN when DLI offers it over TLS, with a window sized to the link.
+            .tcp_keepalive(Duration::from_secs(60))
+            .http2_adaptive_window(true)
             .connect_timeout(opts.timeout)
             // The deadline is enforced per call below; a redirect could leave the host.
             .redirect(reqwest::redirect::Policy::none())

@@ -4,13 +4,16 @@
 
 pub mod auth;
 pub mod breaker;
+pub mod cache;
 pub mod client;
 pub mod iam;
 pub mod model;
 pub mod resilience;
+pub mod shared;
 pub mod signer;
 
 pub use auth::{Credential, CredentialIdentity};
 pub use client::{Client, ClientOptions};
 pub use model::{ConnectionDto, ListResponse};
 pub use resilience::ResilienceOptions;
+pub use shared::{ListOutcome, ShareOptions, SharedClient};

@@ -290,7 +290,8 @@ async fn concurrent_requests_share_one_iam_token_fetch() {
         assert_data(&resp);
     }
     assert_eq!(iam_requests(&app.sim), 1);
-    assert_eq!(app.sim.calls_for("p1"), 16);
+    // Concurrent identical fetches may also share DLI calls (coalescing): at most one each.
+    assert!((1..=16).contains(&app.sim.calls_for("p1")), "{}", app.sim.calls_for("p1"));
 }
 
 #[tokio::test]
@@ -496,9 +497,12 @@ async fn two_callers_with_different_tokens_each_get_their_own_answer() {
     }
     let sent: Vec<_> =
         list_requests(&app.sim).iter().map(|r| r.header("x-auth-token").map(str::to_owned)).collect();
-    assert_eq!(sent.len(), 20);
-    assert_eq!(sent.iter().filter(|t| t.as_deref() == Some(allowed)).count(), 10);
-    assert_eq!(sent.iter().filter(|t| t.as_deref() == Some(denied)).count(), 10);
+    // Coalescing may merge concurrent calls of one caller, never of two: every call carried
+    // one of the two tokens, and each token reached DLI itself.
+    assert!(!sent.is_empty() && sent.len() <= 20, "{}", sent.len());
+    assert!(sent.iter().all(|t| t.as_deref() == Some(allowed) || t.as_deref() == Some(denied)));
+    assert!(sent.iter().any(|t| t.as_deref() == Some(allowed)));
+    assert!(sent.iter().any(|t| t.as_deref() == Some(denied)));
 }
 
 #[tokio::test]

@@ -2,6 +2,8 @@
 
 mod apq;
 mod batching;
+mod coalescing;
+mod compression;
 mod connections;
 mod credentials;
 mod errors;

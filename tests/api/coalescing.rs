@@ -1,0 +1,174 @@
+//! Sharing upstream answers across requests: coalescing of concurrent calls, the TTL cache,
+//! and that neither ever crosses credential identities.
+
+use std::time::Duration;
+
+use dli_graphql::sim::{Fault, SimOptions};
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+use crate::helpers::{TOKEN, TestApp, error_at, errors, spawn_app, spawn_app_with};
+
+const QUERY: &str = "{ connections(projectId: \"p1\") { connectionId name } }";
+const OTHER_TOKEN: &str = "other-token-93c2aa01";
+
+/// Sends `n` copies of `query` at once, with `token`, and returns the bodies.
+async fn concurrently(app: &TestApp, n: usize, token: &str, query: &str) -> Vec<Value> {
+    let body = json!({ "query": query });
+    let calls = (0..n).map(|_| app.post_with_token(&body, Some(token)));
+    join_all(calls)
+        .await
+        .into_iter()
+        .map(|(status, resp)| {
+            assert_eq!(status, 200, "{resp:#}");
+            resp
+        })
+        .collect()
+}
+
+fn connection_ids(resp: &Value) -> Vec<String> {
+    resp["data"]["connections"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no list in {resp:#}"))
+        .iter()
+        .map(|c| c["connectionId"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The `X-Auth-Token` of every list call the simulator received.
+fn tokens_sent(app: &TestApp) -> Vec<String> {
+    app.sim.requests().iter().filter_map(|r| r.header("x-auth-token").map(str::to_owned)).collect()
+}
+
+#[tokio::test]
+async fn concurrent_requests_for_one_project_share_one_upstream_call() {
+    let app = spawn_app().await;
+    app.sim.set_fault("p1", Fault::delay(Duration::from_millis(300)));
+    let responses = concurrently(&app, 20, TOKEN, QUERY).await;
+    let first = connection_ids(&responses[0]);
+    assert_eq!(first.len(), 12);
+    for resp in &responses {
+        assert!(errors(resp).is_empty(), "{resp:#}");
+        assert_eq!(connection_ids(resp), first);
+    }
+    assert_eq!(app.sim.calls_for("p1"), 1);
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_different_tokens_never_share_a_call() {
+    let app = spawn_app().await;
+    app.sim.set_fault("p1", Fault::delay(Duration::from_millis(300)));
+    let (a, b) =
+        tokio::join!(concurrently(&app, 10, TOKEN, QUERY), concurrently(&app, 10, OTHER_TOKEN, QUERY));
+    assert!(a.iter().chain(&b).all(|r| errors(r).is_empty()));
+    assert_eq!(app.sim.calls_for("p1"), 2);
+    let mut sent = tokens_sent(&app);
+    sent.sort();
+    assert_eq!(sent, vec![OTHER_TOKEN.to_owned(), TOKEN.to_owned()]);
+}
+
+#[tokio::test]
+async fn no_coalesce_sends_every_concurrent_request_upstream() {
+    let app = spawn_app_with(&["--no-coalesce"], SimOptions::default()).await;
+    app.sim.set_fault("p1", Fault::delay(Duration::from_millis(200)));
+    let responses = concurrently(&app, 8, TOKEN, QUERY).await;
+    assert!(responses.iter().all(|r| errors(r).is_empty()));
+    assert_eq!(app.sim.calls_for("p1"), 8);
+}
+
+#[tokio::test]
+async fn a_failure_is_shared_while_in_flight_but_not_kept() {
+    let app = spawn_app().await;
+    app.sim.set_fault("p1", Fault { delay_ms: 300, ..Fault::dli(500, "DLI.0999", "Internal server error") });
+    let responses = concurrently(&app, 6, TOKEN, QUERY).await;
+    for resp in &responses {
+        assert_eq!(error_at(resp, "connections")["extensions"]["code"], "UPSTREAM_ERROR", "{resp:#}");
+    }
+    assert_eq!(app.sim.calls_for("p1"), 1);
+    app.sim.clear_faults();
+    let resp = app.query(QUERY).await;
+    assert!(errors(&resp).is_empty(), "{resp:#}");
+    assert_eq!(app.sim.calls_for("p1"), 2);
+}
+
+#[tokio::test]
+async fn a_caller_that_gives_up_does_not_cancel_the_shared_call() {
+    let app = spawn_app().await;
+    app.sim.set_fault("p1", Fault::delay(Duration::from_millis(600)));
+    let impatient = app
+        .http
+        .post(app.graphql_url())
+        .header("X-Auth-Token", TOKEN)
+        .json(&json!({ "query": QUERY }))
+        .timeout(Duration::from_millis(150))
+        .send()
+        .await;
+    assert!(impatient.is_err(), "the first caller should have timed out");
+    // The call it started is still in flight; this request joins it.
+    let resp = app.query(QUERY).await;
+    assert!(errors(&resp).is_empty(), "{resp:#}");
+    assert_eq!(connection_ids(&resp).len(), 12);
+    assert_eq!(app.sim.calls_for("p1"), 1);
+}
+
+#[tokio::test]
+async fn a_cached_answer_is_served_within_the_ttl() {
+    let app = spawn_app_with(&["--cache-ttl", "60s"], SimOptions::default()).await;
+    let first = app.query(QUERY).await;
+    let second = app.query(QUERY).await;
+    let third = app.query("{ connections(projectId: \"p1\", state: ACTIVE) { connectionId } }").await;
+    assert!(errors(&first).is_empty() && errors(&third).is_empty(), "{first:#} {third:#}");
+    assert_eq!(connection_ids(&first), connection_ids(&second));
+    assert!(!connection_ids(&third).is_empty());
+    assert_eq!(app.sim.calls_for("p1"), 1);
+    // Another project is its own entry.
+    app.query("{ connections(projectId: \"p2\") { name } }").await;
+    assert_eq!(app.sim.calls_for("p2"), 1);
+}
+
+#[tokio::test]
+async fn a_cached_answer_is_fetched_again_after_the_ttl() {
+    let app = spawn_app_with(&["--cache-ttl", "100ms"], SimOptions::default()).await;
+    app.query(QUERY).await;
+    assert_eq!(app.sim.calls_for("p1"), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resp = app.query(QUERY).await;
+    assert!(errors(&resp).is_empty(), "{resp:#}");
+    assert_eq!(app.sim.calls_for("p1"), 2);
+}
+
+#[tokio::test]
+async fn upstream_errors_are_not_cached() {
+    let app = spawn_app_with(&["--cache-ttl", "60s"], SimOptions::default()).await;
+    // A status that is not retried, so each query is exactly one upstream call.
+    app.sim.set_fault("p1", Fault::dli(400, "DLI.0999", "server-side system error"));
+    for _ in 0..2 {
+        let resp = app.query(QUERY).await;
+        assert_eq!(error_at(&resp, "connections")["extensions"]["code"], "UPSTREAM_ERROR", "{resp:#}");
+    }
+    assert_eq!(app.sim.calls_for("p1"), 2);
+    app.sim.clear_faults();
+    let resp = app.query(QUERY).await;
+    assert!(errors(&resp).is_empty(), "{resp:#}");
+    assert_eq!(app.sim.calls_for("p1"), 3);
+}
+
+#[tokio::test]
+async fn the_cache_never_serves_one_token_s_answer_to_another() {
+    let app = spawn_app_with(&["--cache-ttl", "60s"], SimOptions::default()).await;
+    let calls = |a: &TestApp| a.sim.calls_for("p1");
+    app.post_with_token(&json!({ "query": QUERY }), Some(TOKEN)).await;
+    assert_eq!(calls(&app), 1);
+    let (_, other) = app.post_with_token(&json!({ "query": QUERY }), Some(OTHER_TOKEN)).await;
+    assert!(errors(&other).is_empty(), "{other:#}");
+    assert_eq!(calls(&app), 2, "a second identity must get its own upstream call");
+    // Both identities are now cached, each under its own key.
+    app.post_with_token(&json!({ "query": QUERY }), Some(TOKEN)).await;
+    app.post_with_token(&json!({ "query": QUERY }), Some(OTHER_TOKEN)).await;
+    assert_eq!(calls(&app), 2);
+    assert_eq!(tokens_sent(&app), vec![TOKEN.to_owned(), OTHER_TOKEN.to_owned()]);
+    // No credentials: nothing from the cache, nothing upstream.
+    let (_, none) = app.post_with_token(&json!({ "query": QUERY }), None).await;
+    assert_eq!(error_at(&none, "connections")["extensions"]["code"], "UNAUTHENTICATED", "{none:#}");
+    assert_eq!(calls(&app), 2);
+}
