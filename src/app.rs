@@ -64,6 +64,7 @@ impl App {
         let schema = graphql::build(&SchemaOptions {
             introspection: !config.disable_introspection,
             apq_cache_size: config.apq_cache_size,
+            document_cache_size: config.document_cache_size,
             metrics: Some(metrics.clone()),
             limits: config.limits(),
         });

@@ -148,6 +148,11 @@ pub struct Config {
     #[arg(long, env = "DLI_GRAPHQL_APQ_CACHE_SIZE", default_value_t = 1000)]
     pub apq_cache_size: usize,
 
+    /// Parsed GraphQL documents kept for reuse, by exact text (up to 8 KiB each), least
+    /// recently used dropped first; 0 parses every request. Every limit is still checked.
+    #[arg(long, env = "DLI_GRAPHQL_DOCUMENT_CACHE_SIZE", default_value_t = crate::graphql::schema::DEFAULT_DOCUMENT_CACHE_SIZE)]
+    pub document_cache_size: usize,
+
     /// Largest request body, in bytes; larger requests get HTTP 413.
     #[arg(long, env = "DLI_GRAPHQL_MAX_BODY_BYTES", default_value_t = limits::DEFAULT_MAX_BODY_BYTES, value_parser = positive)]
     pub max_body_bytes: usize,

@@ -81,7 +81,12 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn dto(&self) -> &ConnectionDto {
+    /// The connection at `index` of `list` (an index from enumerating that list).
+    pub(super) fn new(project: ProjectId, list: Arc<ListResponse>, index: usize) -> Self {
+        Self { project, list, index }
+    }
+
+    pub(super) fn dto(&self) -> &ConnectionDto {
         // `index` comes from enumerating this same list; the fallback is never taken.
         static EMPTY: ConnectionDto = ConnectionDto {
             connection_id: None,
@@ -99,30 +104,6 @@ impl Connection {
         self.list.connections.as_deref().and_then(|c| c.get(self.index)).unwrap_or(&EMPTY)
     }
 
-    /// The connections of `list` that pass the filters, in upstream order.
-    pub fn filtered(
-        project: &ProjectId,
-        list: &Arc<ListResponse>,
-        state: Option<ConnectionState>,
-        service: Option<&str>,
-    ) -> Vec<Connection> {
-        let service = service.map(str::trim);
-        list.connections
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| {
-                state.is_none_or(|s| ConnectionState::from_raw(c.state.as_deref().unwrap_or("")) == s)
-            })
-            .filter(|(_, c)| {
-                service
-                    .is_none_or(|want| c.service.as_deref().unwrap_or("").trim().eq_ignore_ascii_case(want))
-            })
-            .map(|(index, _)| Connection { project: project.clone(), list: list.clone(), index })
-            .collect()
-    }
-
     /// The upstream `connection_id`.
     pub fn connection_id(&self) -> &str {
         self.dto().connection_id.as_deref().unwrap_or("")
@@ -134,7 +115,7 @@ impl Connection {
     }
 }
 
-fn non_empty(s: &Option<String>) -> Option<&str> {
+pub(super) fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().filter(|s| !s.is_empty())
 }
 

@@ -28,6 +28,7 @@ use async_graphql::{
 
 use super::{
     connection::{Connection, ConnectionState},
+    connection_list::ConnectionList,
     schema::{self, SchemaOptions, connections_of, null_on_error},
 };
 use crate::{error::ErrorCode, project_id::ProjectId};
@@ -68,7 +69,7 @@ impl Project {
             desc = "Only connections to this peer service, compared case-insensitively (e.g. `DWS`, `CloudTable.OpenTSDB`)."
         )]
         service: Option<String>,
-    ) -> Option<Vec<Connection>> {
+    ) -> Option<ConnectionList> {
         null_on_error(ctx, connections_of(ctx, &self.id, state, service.as_deref()).await)
     }
 }
@@ -133,7 +134,7 @@ async fn resolve(ctx: &Context<'_>, representation: &Value) -> async_graphql::Re
         Representation::Project(id) => Ok(Some(Entity::Project(Project::new(id)))),
         Representation::Connection { project, connection_id } => {
             let all = connections_of(ctx, &project, None, None).await?;
-            Ok(all.into_iter().find(|c| c.connection_id() == connection_id).map(Entity::Connection))
+            Ok(all.iter().find(|c| c.connection_id() == connection_id).map(Entity::Connection))
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct DocumentLimits {
     /// Whether introspection is served; when not, `__schema`/`__type` get a clear error
     /// instead of async-graphql's silent `null`.
     pub introspection: bool,
+    /// Where documents are parsed (and parses reused).
+    pub documents: Arc<super::document_cache::DocumentCache>,
 }
 
 impl ExtensionFactory for DocumentLimits {
@@ -111,6 +113,10 @@ impl Extension for DocumentLimitsExtension {
         // Parsed here (and kept in the request, so not parsed twice) to measure the document
         // before async-graphql walks it: its recursion check and validation expand fragment
         // spreads without memoisation, which a fragment bomb turns into exponential work.
+        // An empty text is a persisted query, which arrives parsed.
+        if !request.query.is_empty() {
+            request.set_parsed_query(self.0.documents.parse(&request.query)?);
+        }
         let variables = std::mem::take(&mut request.variables);
         let checked = request.parsed_query().and_then(|doc| {
             if !self.0.introspection && asks_for_introspection(doc) {

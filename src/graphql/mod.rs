@@ -3,6 +3,8 @@
 
 pub mod apq;
 pub mod connection;
+pub mod connection_list;
+pub mod document_cache;
 pub mod federation;
 pub mod limits;
 pub mod loader;

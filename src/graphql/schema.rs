@@ -3,7 +3,9 @@
 use async_graphql::{Any, Context, EmptyMutation, EmptySubscription, ID, Object, Schema};
 
 use super::{
-    connection::{Connection, ConnectionState},
+    connection::ConnectionState,
+    connection_list::ConnectionList,
+    document_cache::DocumentCache,
     federation::{self, Entity, Project, Service},
     limits::{DocumentLimits, DocumentScan},
     loader::ProjectDataLoader,
@@ -34,7 +36,7 @@ impl Query {
             desc = "Only connections to this peer service, compared case-insensitively (e.g. `DWS`, `CloudTable.OpenTSDB`)."
         )]
         service: Option<String>,
-    ) -> Option<Vec<Connection>> {
+    ) -> Option<ConnectionList> {
         let result = match ProjectId::parse(&project_id) {
             Ok(project) => connections_of(ctx, &project, state, service.as_deref()).await,
             Err(e) => Err(error::invalid_project_id(e)),
@@ -95,18 +97,21 @@ pub async fn connections_of(
     project: &ProjectId,
     state: Option<ConnectionState>,
     service: Option<&str>,
-) -> async_graphql::Result<Vec<Connection>> {
+) -> async_graphql::Result<ConnectionList> {
     let loader = ctx
         .data::<std::sync::Arc<ProjectDataLoader>>()
         .map_err(|_| error::internal("no data loader for this request"))?;
     // `Infallible` error type: per-project failures travel inside the value.
     let Ok(loaded) = loader.load_one(project.clone()).await;
     match loaded {
-        Some(Ok(list)) => Ok(Connection::filtered(project, &list, state, service)),
+        Some(Ok(list)) => Ok(ConnectionList::filtered(project, &list, state, service)),
         Some(Err(e)) => Err(e.to_graphql(project)),
         None => Err(error::internal("project was not loaded")),
     }
 }
+
+/// Parsed documents kept by default.
+pub const DEFAULT_DOCUMENT_CACHE_SIZE: usize = 512;
 
 /// Options the schema is built with.
 #[derive(Debug, Clone)]
@@ -119,11 +124,19 @@ pub struct SchemaOptions {
     pub metrics: Option<crate::metrics::Metrics>,
     /// Document limits enforced before execution.
     pub limits: Limits,
+    /// Parsed documents kept for reuse (by exact text); 0 parses every request.
+    pub document_cache_size: usize,
 }
 
 impl Default for SchemaOptions {
     fn default() -> Self {
-        Self { introspection: true, apq_cache_size: 1000, metrics: None, limits: Limits::default() }
+        Self {
+            introspection: true,
+            apq_cache_size: 1000,
+            metrics: None,
+            limits: Limits::default(),
+            document_cache_size: DEFAULT_DOCUMENT_CACHE_SIZE,
+        }
     }
 }
 
@@ -143,9 +156,13 @@ pub fn build(opts: &SchemaOptions) -> DliSchema {
     }
     // Depth and complexity are checked by `DocumentLimits` (with errors naming the limit);
     // async-graphql's recursion guard counts fragment levels too, so it gets more room.
-    builder = builder
-        .limit_recursive_depth(crate::limits::nesting_bound(opts.limits.max_depth))
-        .extension(DocumentLimits { limits, introspection: opts.introspection });
+    builder = builder.limit_recursive_depth(crate::limits::nesting_bound(opts.limits.max_depth)).extension(
+        DocumentLimits {
+            limits,
+            introspection: opts.introspection,
+            documents: std::sync::Arc::new(DocumentCache::new(opts.document_cache_size)),
+        },
+    );
     builder.finish()
 }
 

@@ -202,3 +202,27 @@ async fn the_default_body_limit_is_one_mebibyte() {
     assert_eq!(status, 413);
     assert_limit(&resp, "max-body-bytes");
 }
+
+#[tokio::test]
+async fn a_cached_document_is_checked_again_on_every_request() {
+    let app = spawn_app_with(&["--max-projects", "2"], SimOptions::default()).await;
+    let q = "query($a: ID!, $b: ID!) { a: connections(projectId: $a) { name } b: connections(projectId: $b) { name } }";
+    // Same text each time, so from the second request on its parse comes from the cache;
+    // the project count depends on the variables and is checked each time.
+    let ok = app.query_vars(q, json!({ "a": "p0", "b": "p1" })).await;
+    assert!(ok.get("errors").is_none(), "{ok:#}");
+    let q3 = "query($a: ID!, $b: ID!) { a: connections(projectId: $a) { name } \
+              b: connections(projectId: $b) { name } c: connections(projectId: \"p2\") { name } }";
+    for _ in 0..2 {
+        assert_limit(&app.query_vars(q3, json!({ "a": "p0", "b": "p1" })).await, "max-projects");
+    }
+    let calls = app.sim.stats().calls;
+    let again = app.query_vars(q, json!({ "a": "p0", "b": "p1" })).await;
+    assert!(again.get("errors").is_none(), "{again:#}");
+    assert_eq!(app.sim.stats().calls, calls + 2, "the cached document runs like a fresh one");
+    // The text limits are applied to every request's text, parsed before or not.
+    let app = spawn_app_with(&["--max-tokens", "20"], SimOptions::default()).await;
+    for _ in 0..2 {
+        assert_limit(&app.query(&aliases(3, |_| "p1".into())).await, "max-tokens");
+    }
+}

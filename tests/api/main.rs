@@ -7,6 +7,7 @@ mod compression;
 mod connections;
 mod credentials;
 mod errors;
+mod fast_path;
 mod federation;
 mod helpers;
 mod hostile;
