@@ -44,3 +44,41 @@ async fn no_compression_turns_it_off() {
     let query = format!("{{ connections(projectId: \"p1\") {{ {ALL_FIELDS} }} }}");
     assert_eq!(content_encoding(&app, &query, Some("gzip, br, zstd")).await, None);
 }
+
+#[tokio::test]
+async fn equally_acceptable_codings_go_to_the_cheapest_and_a_higher_q_value_wins() {
+    let app = spawn_app().await;
+    let query = format!("{{ connections(projectId: \"p1\") {{ {ALL_FIELDS} }} }}");
+    // What load generators and older clients send: gzip and br alike.
+    assert_eq!(
+        content_encoding(&app, &query, Some("gzip, compress, deflate, br")).await.as_deref(),
+        Some("gzip")
+    );
+    // Current browsers: zstd among the rest.
+    assert_eq!(
+        content_encoding(&app, &query, Some("gzip, deflate, br, zstd")).await.as_deref(),
+        Some("zstd")
+    );
+    assert_eq!(content_encoding(&app, &query, Some("br;q=1, gzip;q=0.5")).await.as_deref(), Some("br"));
+    assert_eq!(content_encoding(&app, &query, Some("gzip;q=0, br;q=0")).await, None);
+}
+
+#[tokio::test]
+async fn compressed_bodies_decode_to_the_uncompressed_answer() {
+    let app = spawn_app().await;
+    let query = format!("{{ connections(projectId: \"p1\") {{ {ALL_FIELDS} }} }}");
+    let fetch = |enc: &'static str| {
+        let req =
+            app.http.post(app.graphql_url()).header("X-Auth-Token", TOKEN).json(&json!({ "query": query }));
+        async move {
+            req.header("Accept-Encoding", enc).send().await.expect("answers").bytes().await.expect("body")
+        }
+    };
+    let plain = fetch("identity").await;
+    let gzip = fetch("gzip").await;
+    assert!(gzip.len() * 2 < plain.len(), "gzip {} vs {} bytes", gzip.len(), plain.len());
+    let mut decoded = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzip[..]), &mut decoded)
+        .expect("gzip decodes");
+    assert_eq!(decoded, plain.to_vec());
+}
