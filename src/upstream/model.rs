@@ -71,12 +71,39 @@ pub struct QueueInfo {
 }
 
 /// A JSON number or numeric string, as the upstream is not consistent about either.
-#[derive(Deserialize)]
-#[serde(untagged)]
+///
+/// A visitor rather than an untagged enum: serde buffers every untagged value before trying
+/// its variants, which made number fields the costliest part of parsing a large list.
 enum Num {
     I(i64),
     F(f64),
-    S(String),
+    Text(Option<f64>, Option<i64>),
+}
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct NumVisitor;
+        impl serde::de::Visitor<'_> for NumVisitor {
+            type Value = Num;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number or a numeric string")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
+                Ok(Num::I(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Num, E> {
+                Ok(i64::try_from(v).map_or(Num::F(v as f64), Num::I))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Num, E> {
+                Ok(Num::F(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Num, E> {
+                let v = v.trim();
+                Ok(Num::Text(v.parse::<f64>().ok().filter(|f| f.is_finite()), v.parse::<i64>().ok()))
+            }
+        }
+        d.deserialize_any(NumVisitor)
+    }
 }
 
 fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
@@ -84,7 +111,7 @@ fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error>
         None => None,
         Some(Num::I(i)) => Some(i as f64),
         Some(Num::F(f)) => Some(f),
-        Some(Num::S(s)) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+        Some(Num::Text(f, _)) => f,
     })
 }
 
@@ -95,7 +122,7 @@ fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error>
         // Truncation is intended: sub-millisecond digits carry no meaning here.
         Some(Num::F(f)) if f.is_finite() => Some(f as i64),
         Some(Num::F(_)) => None,
-        Some(Num::S(s)) => s.trim().parse::<i64>().ok(),
+        Some(Num::Text(_, i)) => i,
     })
 }
 

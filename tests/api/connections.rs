@@ -1,9 +1,9 @@
 //! Field mapping, tolerance and filters.
 
-use dli_graphql::sim::{Fault, fixtures};
+use dli_graphql::sim::{Fault, SimOptions, fixtures};
 use serde_json::{Value, json};
 
-use crate::helpers::{ALL_FIELDS, errors, spawn_app};
+use crate::helpers::{ALL_FIELDS, errors, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn every_field_of_the_seed_sample_is_mapped() {
@@ -130,4 +130,30 @@ async fn state_and_service_filters_run_server_side() {
     assert_eq!(resp["data"]["none"], json!([]));
     // Six fields, one project: one upstream call.
     assert_eq!(app.sim.calls_for("p1"), 1);
+}
+
+#[tokio::test]
+async fn a_large_list_is_parsed_and_filtered_like_a_small_one() {
+    // About 1.3 MB: parsed on the blocking pool, not on an async worker.
+    let n = 3000;
+    let app = spawn_app_with(&[], SimOptions { connections_per_project: n, ..SimOptions::default() }).await;
+    let expected: Vec<String> = fixtures::connections("big", n)
+        .iter()
+        .filter(|c| {
+            c["state"] == "FAILED" && c["service"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("DWS"))
+        })
+        .map(|c| c["connection_id"].as_str().expect("id").to_owned())
+        .collect();
+    assert!(expected.len() > 10, "the fixture has matches");
+    let resp = app
+        .query(r#"{ connections(projectId: "big", state: FAILED, service: "DWS") { connectionId state } }"#)
+        .await;
+    let got: Vec<String> = resp["data"]["connections"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {resp:#}"))
+        .iter()
+        .map(|c| c["connectionId"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(got, expected);
+    assert!(fixtures::list_body("big", n).len() > 512 * 1024, "over the blocking-parse threshold");
 }
