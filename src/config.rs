@@ -58,11 +58,11 @@ pub struct Config {
     #[arg(long, env = "DLI_GRAPHQL_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Base URL of the DLI endpoint, e.g. https://dli.cn-north-4.myhuaweicloud.com. Wins over --region.
+    /// Base URL of the DLI endpoint, e.g. `https://dli.cn-north-4.myhuaweicloud.com`. Wins over --region.
     #[arg(long, env = "DLI_ENDPOINT")]
     pub endpoint: Option<Url>,
 
-    /// Huawei Cloud region (e.g. cn-north-4); the endpoint becomes https://dli.{region}.myhuaweicloud.com.
+    /// Huawei Cloud region (e.g. cn-north-4); the endpoint becomes `https://dli.{region}.myhuaweicloud.com`.
     #[arg(long, env = "DLI_REGION")]
     pub region: Option<String>,
 
@@ -118,7 +118,7 @@ pub struct Config {
     #[arg(long, env = "DLI_IAM_DOMAIN")]
     pub iam_domain: Option<String>,
 
-    /// IAM base URL [default: https://iam.{region}.myhuaweicloud.com].
+    /// IAM base URL [default: `https://iam.{region}.myhuaweicloud.com`].
     #[arg(long, env = "DLI_IAM_ENDPOINT")]
     pub iam_endpoint: Option<Url>,
 

@@ -98,7 +98,8 @@ impl OutputType for ConnectionList {
     ) -> ServerResult<Value> {
         let mut plan = Plan::default();
         plan.add(ctx, &ctx.item.node)?;
-        Ok(Value::List(self.iter().map(|c| plan.render(&c)).collect()))
+        let template = plan.template();
+        Ok(Value::List(self.iter().map(|c| plan.render(&template, &c)).collect()))
     }
 }
 
@@ -233,10 +234,18 @@ impl Plan {
         Ok(())
     }
 
-    fn render(&self, c: &Connection) -> Value {
-        let mut object = IndexMap::with_capacity(self.columns.len());
-        for (key, leaf) in &self.columns {
-            object.insert(key.clone(), leaf.value(c));
+    /// An object with this plan's keys, in order, and null values.
+    fn template(&self) -> IndexMap<Name, Value> {
+        self.columns.iter().map(|(key, _)| (key.clone(), Value::Null)).collect()
+    }
+
+    /// The object of one connection. It starts as a clone of `template`: cloning copies the
+    /// map's hash index, where inserting would hash every key again (SipHash; 8% of the
+    /// service's CPU time in a profile of W1).
+    fn render(&self, template: &IndexMap<Name, Value>, c: &Connection) -> Value {
+        let mut object = template.clone();
+        for ((_, value), (_, leaf)) in object.iter_mut().zip(&self.columns) {
+            *value = leaf.value(c);
         }
         Value::Object(object)
     }
