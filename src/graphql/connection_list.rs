@@ -6,7 +6,7 @@
 //! the largest cost in a profile of the service after compression. [`ConnectionList`] is the
 //! list type the `connections` fields return instead: it walks the selection set once (fields,
 //! aliases, `__typename`, fragment spreads and inline fragments; `@skip`/`@include` are already
-//! applied by async-graphql before execution) into a [`Plan`], then fills one object per
+//! applied by async-graphql before execution) into a plan, then fills one object per
 //! connection from the plan, synchronously.
 //!
 //! The type system does not change: the list registers as `[Connection!]` through

@@ -27,7 +27,7 @@ pub async fn prefer_cheapest_coding(mut request: Request, next: Next) -> Respons
     next.run(request).await
 }
 
-/// The acceptable coding with the highest q-value, ties broken by [`PREFERENCE`]; `None` when
+/// The acceptable coding with the highest q-value, ties broken by this server's preference (zstd, gzip, br); `None` when
 /// the client accepts none of them (or sent no `Accept-Encoding`), which leaves the response
 /// uncompressed as before.
 pub fn choose(headers: &HeaderMap) -> Option<&'static str> {
