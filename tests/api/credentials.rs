@@ -1,13 +1,7 @@
 //! Credential modes (caller token, static token, token file, AK/SK, IAM password) and
 //! access control, each over real HTTP against the simulator's gateway and IAM.
 
-use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Command, Stdio},
-    sync::mpsc,
-    time::Duration,
-};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 use chrono::Utc;
 use dli_graphql::{
@@ -20,7 +14,7 @@ use dli_graphql::{
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, error_at, spawn_with_config};
+use crate::helpers::{TestApp, error_at, spawn_with_config, trace_logs};
 
 const AK: &str = "AKSIMQTWAOYTTINDUT2Q";
 const SK: &str = "sk-MFyfvK41ba2giqM7Uio6PznpdUKG-secret";
@@ -565,54 +559,6 @@ fn help_shows_the_env_names_but_never_secret_values() {
     assert!(!help.contains("-value"), "--help shows a secret:\n{help}");
 }
 
-/// Runs the real binary with `RUST_LOG=trace` and `env`, lets `exercise` talk to it, and
-/// returns everything it logged.
-async fn trace_logs<F, Fut>(args: &[&str], env: &[(&str, &str)], exercise: F) -> String
-where
-    F: FnOnce(String) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dli-graphql"))
-        .args(["--listen", "127.0.0.1:0", "--upstream-timeout", "2s"])
-        .args(args)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "trace")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut logs = Vec::new();
-    let addr = loop {
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("server logs its address");
-        let found = line
-            .contains("GraphQL at")
-            .then(|| line.split("http://").nth(1).and_then(|r| r.split('/').next()).map(str::to_owned))
-            .flatten();
-        logs.push(line);
-        if let Some(a) = found {
-            break a;
-        }
-    };
-    exercise(addr).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = child.kill();
-    let _ = child.wait();
-    while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
-        logs.push(line);
-    }
-    logs.join("\n")
-}
-
 /// Successes, an upstream refusal, a refused API key: the paths that log the most.
 async fn exercise(addr: String) {
     let http = reqwest::Client::new();
@@ -679,7 +625,7 @@ async fn no_secret_token_or_signature_appears_in_trace_logs_in_any_mode() {
     for (mode, env) in modes {
         let before = sim.requests().len();
         let env: Vec<(&str, &str)> = common.iter().copied().chain(env).collect();
-        let logs = trace_logs(&[], &env, exercise).await;
+        let logs = trace_logs(&["--upstream-timeout", "2s"], &env, exercise).await;
         assert!(logs.contains("upstream.list_connections"), "{mode}: no upstream spans logged:\n{logs}");
         assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "{mode}: trace level not active");
         // Everything secret: what was configured, and what actually went upstream.

@@ -1,6 +1,12 @@
 //! `spawn_app()`: the real server and the real simulator, each on a random loopback port.
 
-use std::net::SocketAddr;
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
 
 use dli_graphql::{
     app::App,
@@ -98,4 +104,52 @@ pub fn error_at<'a>(resp: &'a Value, field: &str) -> &'a Value {
         .as_array()
         .and_then(|es| es.iter().find(|e| e["path"][0] == field))
         .unwrap_or_else(|| panic!("no error at {field} in {resp:#}"))
+}
+
+/// Runs the real binary with `RUST_LOG=trace`, `args` and `env`, lets `exercise` talk to it
+/// (given the address it listens on), and returns everything it logged.
+pub async fn trace_logs<F, Fut>(args: &[&str], env: &[(&str, &str)], exercise: F) -> String
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dli-graphql"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "trace")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut logs = Vec::new();
+    let addr = loop {
+        let line = rx.recv_timeout(Duration::from_secs(20)).expect("server logs its address");
+        let found = line
+            .contains("GraphQL at")
+            .then(|| line.split("http://").nth(1).and_then(|r| r.split('/').next()).map(str::to_owned))
+            .flatten();
+        logs.push(line);
+        if let Some(a) = found {
+            break a;
+        }
+    };
+    exercise(addr).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
+        logs.push(line);
+    }
+    logs.join("\n")
 }

@@ -1,16 +1,9 @@
 //! Hostile project ids, credential forwarding, and secrets kept out of logs.
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-    sync::mpsc,
-    time::Duration,
-};
-
 use dli_graphql::sim::{Fault, SimOptions, Simulator};
 use serde_json::json;
 
-use crate::helpers::{TOKEN, error_at, spawn_app};
+use crate::helpers::{TOKEN, error_at, spawn_app, trace_logs};
 
 #[tokio::test]
 async fn hostile_project_ids_are_rejected_before_any_upstream_request() {
@@ -74,56 +67,27 @@ async fn no_token_appears_in_trace_logs() {
     let sim = Simulator::start(([127, 0, 0, 1], 0).into(), SimOptions::default()).await.expect("sim");
     sim.set_fault("err", Fault::gateway(401, "APIG.0301", "Incorrect IAM authentication information"));
     sim.set_fault("slow", Fault::hang());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dli-graphql"))
-        .args(["--listen", "127.0.0.1:0", "--endpoint", &sim.url(), "--upstream-timeout", "300ms"])
-        .env("RUST_LOG", "trace")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut logs = Vec::new();
-    let addr = loop {
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("server logs its address");
-        let found = line.split("http://").nth(1).and_then(|r| r.split('/').next()).map(str::to_owned);
-        logs.push(line);
-        if let Some(a) = found.filter(|_| logs.last().is_some_and(|l| l.contains("GraphQL at"))) {
-            break a;
+    let url = sim.url();
+    let exercise = |addr: String| async move {
+        let http = reqwest::Client::new();
+        for q in [
+            "{ connections(projectId: \"p1\") { name } }",
+            "{ connections(projectId: \"err\") { name } }",
+            "{ connections(projectId: \"slow\") { name } }",
+            "{ nope }",
+        ] {
+            let resp = http
+                .post(format!("http://{addr}/graphql"))
+                .header("X-Auth-Token", secret)
+                .header("Authorization", format!("Bearer {secret}"))
+                .json(&json!({ "query": q }))
+                .send()
+                .await
+                .expect("answer");
+            assert!(resp.status().is_success() || resp.status().is_client_error());
         }
     };
-    let http = reqwest::Client::new();
-    for q in [
-        "{ connections(projectId: \"p1\") { name } }",
-        "{ connections(projectId: \"err\") { name } }",
-        "{ connections(projectId: \"slow\") { name } }",
-        "{ nope }",
-    ] {
-        let resp = http
-            .post(format!("http://{addr}/graphql"))
-            .header("X-Auth-Token", secret)
-            .header("Authorization", format!("Bearer {secret}"))
-            .json(&json!({ "query": q }))
-            .send()
-            .await
-            .expect("answer");
-        assert!(resp.status().is_success() || resp.status().is_client_error());
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = child.kill();
-    let _ = child.wait();
-    while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
-        logs.push(line);
-    }
-    let all = logs.join("\n");
+    let all = trace_logs(&["--endpoint", &url, "--upstream-timeout", "300ms"], &[], exercise).await;
     // The logs must be substantial for the check to mean anything.
     assert!(all.contains("upstream.list_connections"), "no upstream spans logged:\n{all}");
     assert!(all.contains("TRACE") || all.contains("DEBUG"), "trace level not active");
