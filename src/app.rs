@@ -11,14 +11,12 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::{
-    access::AccessPolicy,
     config::Config,
-    credentials,
     graphql::{self, SchemaOptions},
-    http::{self, AppState},
-    metrics::Metrics,
+    http::{self, AppState, access::AccessPolicy},
+    observability::metrics::Metrics,
     sim::{SimOptions, Simulator},
-    upstream::{Client, ClientOptions, Credential, SharedClient},
+    upstream::{Client, Credential, SharedClient, auth::service},
 };
 
 /// The token the demo sends to its simulator when the caller sends none.
@@ -38,7 +36,7 @@ pub struct App {
 impl App {
     /// Builds the client, schema and router from `config` and binds the listen address.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let configured_credential = credentials::service_credential(config)?;
+        let configured_credential = service::service_credential(config)?;
         let (base, sim, service_credential) = if config.demo {
             let sim = Simulator::start(([127, 0, 0, 1], 0).into(), SimOptions::default())
                 .await
@@ -52,23 +50,18 @@ impl App {
         } else {
             (config.upstream_base()?, None, configured_credential)
         };
-        let access = AccessPolicy::from_config(config, service_credential.is_some())?;
-        let client = Client::new(
-            base,
-            ClientOptions { timeout: config.upstream_timeout, max_body_bytes: config.upstream_max_body },
-        )
-        .context("building the HTTP client")?
-        .with_resilience(config.resilience());
+        let access = AccessPolicy::new(&config.access, config.demo, service_credential.is_some())?;
+        let client = Client::new(base, &config.upstream)
+            .context("building the HTTP client")?
+            .with_resilience(config.resilience);
         let metrics = Metrics::new();
         let client = client.with_metrics(metrics.clone());
         let schema = graphql::build(&SchemaOptions {
-            introspection: !config.disable_introspection,
-            apq_cache_size: config.apq_cache_size,
-            document_cache_size: config.document_cache_size,
+            graphql: config.graphql.clone(),
+            limits: config.limits.clone(),
             metrics: Some(metrics.clone()),
-            limits: config.limits(),
         });
-        let shared = SharedClient::new(client.clone(), &config.share_options());
+        let shared = SharedClient::new(client.clone(), &config.share);
         let mut router = http::router(AppState {
             schema,
             client,
@@ -77,11 +70,11 @@ impl App {
             service_credential,
             access: Arc::new(access),
             metrics: metrics.clone(),
-            limits: Arc::new(config.limits()),
+            limits: Arc::new(config.limits.clone()),
         });
         let origins = config.cors_origins()?;
         if !origins.is_empty() {
-            router = router.layer(http::guard::cors_layer(origins));
+            router = router.layer(http::cors_layer(origins));
         }
         let listener = TcpListener::bind(config.listen)
             .await

@@ -7,13 +7,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use reqwest::Url;
 use secrecy::SecretString;
 
-use crate::{
-    limits::{self, Limits},
-    upstream::ResilienceOptions,
-};
-
-use crate::upstream::ShareOptions;
-
 /// Command line of the `dli-graphql` binary.
 #[derive(Debug, Parser)]
 #[command(
@@ -51,13 +44,67 @@ pub enum LogFormat {
     Json,
 }
 
-/// Server settings.
+/// Server settings: the option groups below, flattened into one command line. Each default
+/// is stated once, on its flag; `Default` for a group comes from those same declarations.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to listen on (use 0.0.0.0:8080 in a container).
     #[arg(long, env = "DLI_GRAPHQL_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Start a built-in DLI simulator and serve its data (with a demo token), for trying things out.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the process exits.
+    #[arg(long, env = "DLI_GRAPHQL_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Allow cross-origin browser requests from this origin (repeatable; CORS is off without it).
+    #[arg(long = "cors-origin", env = "DLI_GRAPHQL_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Never compress responses (e.g. behind a proxy that compresses); by default responses over
+    /// 1 KiB are compressed for clients that accept gzip, br or zstd.
+    #[arg(long, env = "DLI_GRAPHQL_NO_COMPRESSION")]
+    pub no_compression: bool,
+
+    /// Where DLI is and how long a call may take.
+    #[command(flatten)]
+    pub upstream: UpstreamOptions,
+
+    /// The service's own credentials toward DLI.
+    #[command(flatten)]
+    pub credentials: CredentialOptions,
+
+    /// Who may use the service's credentials, and which projects anyone may query.
+    #[command(flatten)]
+    pub access: AccessOptions,
+
+    /// What the GraphQL schema serves: introspection, persisted queries, parsed documents.
+    #[command(flatten)]
+    pub graphql: GraphqlOptions,
+
+    /// What one client request may cost.
+    #[command(flatten)]
+    pub limits: Limits,
+
+    /// Retries, concurrency cap and circuit breaker around upstream calls.
+    #[command(flatten)]
+    pub resilience: ResilienceOptions,
+
+    /// How upstream answers are shared between requests.
+    #[command(flatten)]
+    pub share: ShareOptions,
+
+    /// Logs and span export.
+    #[command(flatten)]
+    pub telemetry: TelemetryOptions,
+}
+
+/// Where DLI is and how long a call may take.
+#[derive(Debug, Clone, Args)]
+pub struct UpstreamOptions {
     /// Base URL of the DLI endpoint, e.g. `https://dli.cn-north-4.myhuaweicloud.com`. Wins over --region.
     #[arg(long, env = "DLI_ENDPOINT")]
     pub endpoint: Option<Url>,
@@ -67,25 +114,17 @@ pub struct Config {
     pub region: Option<String>,
 
     /// Deadline for one upstream call (e.g. 10s, 1500ms).
-    #[arg(long, env = "DLI_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub upstream_timeout: Duration,
+    #[arg(long = "upstream-timeout", env = "DLI_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 
     /// Largest upstream response body accepted, in bytes.
-    #[arg(long, env = "DLI_UPSTREAM_MAX_BODY", default_value_t = 32 * 1024 * 1024)]
-    pub upstream_max_body: usize,
+    #[arg(id = "upstream_max_body", long = "upstream-max-body", env = "DLI_UPSTREAM_MAX_BODY", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
 
-    /// Turn off introspection and field suggestions (for production; GraphiQL needs introspection).
-    #[arg(long, env = "DLI_GRAPHQL_DISABLE_INTROSPECTION")]
-    pub disable_introspection: bool,
-
-    /// Log format.
-    #[arg(long, env = "DLI_GRAPHQL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// Start a built-in DLI simulator and serve its data (with a demo token), for trying things out.
-    #[arg(long)]
-    pub demo: bool,
-
+/// The service's own credentials toward DLI (at most one mode).
+#[derive(Debug, Clone, Args)]
+pub struct CredentialOptions {
     /// The service's own IAM token, sent when a caller sends no X-Auth-Token. Prefer the env var or a file.
     #[arg(long, env = "DLI_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<SecretString>,
@@ -121,7 +160,11 @@ pub struct Config {
     /// IAM base URL [default: `https://iam.{region}.myhuaweicloud.com`].
     #[arg(long, env = "DLI_IAM_ENDPOINT")]
     pub iam_endpoint: Option<Url>,
+}
 
+/// Who may use the service's credentials, and which projects anyone may query.
+#[derive(Debug, Clone, Args)]
+pub struct AccessOptions {
     /// API keys (comma-separated) callers send as `Authorization: Bearer <key>` when the service uses its own credentials.
     #[arg(long, env = "DLI_GRAPHQL_API_KEYS", hide_env_values = true, value_delimiter = ',')]
     pub api_keys: Vec<SecretString>,
@@ -137,11 +180,14 @@ pub struct Config {
     /// Only these project ids (comma-separated) may be queried; others are FORBIDDEN.
     #[arg(long, env = "DLI_ALLOWED_PROJECTS", value_delimiter = ',')]
     pub allowed_projects: Vec<String>,
+}
 
-    /// Export spans over OTLP/HTTP (protobuf) to this collector base URL, e.g. http://127.0.0.1:4318
-    /// (spans go to {url}/v1/traces). W3C trace context is then sent to DLI too.
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = parse_otlp_endpoint)]
-    pub otlp_endpoint: Option<Url>,
+/// What the GraphQL schema serves.
+#[derive(Debug, Clone, Args)]
+pub struct GraphqlOptions {
+    /// Turn off introspection and field suggestions (for production; GraphiQL needs introspection).
+    #[arg(long, env = "DLI_GRAPHQL_DISABLE_INTROSPECTION")]
+    pub disable_introspection: bool,
 
     /// Entries kept by the automatic persisted queries (APQ) cache, least recently used
     /// dropped first; 0 turns APQ off.
@@ -150,11 +196,18 @@ pub struct Config {
 
     /// Parsed GraphQL documents kept for reuse, by exact text (up to 8 KiB each), least
     /// recently used dropped first; 0 parses every request. Every limit is still checked.
-    #[arg(long, env = "DLI_GRAPHQL_DOCUMENT_CACHE_SIZE", default_value_t = crate::graphql::schema::DEFAULT_DOCUMENT_CACHE_SIZE)]
+    #[arg(long, env = "DLI_GRAPHQL_DOCUMENT_CACHE_SIZE", default_value_t = 512)]
     pub document_cache_size: usize,
+}
 
+/// Every request limit, each set by the flag of the same name. HTTP-level limits (body size,
+/// body read time, batch size) are enforced by `http`, document limits by the schema
+/// extension in `graphql::extensions::limits`. Every rejection is a `LIMIT_EXCEEDED` error
+/// naming the flag (`extensions.limit`) and its value (`extensions.max`).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct Limits {
     /// Largest request body, in bytes; larger requests get HTTP 413.
-    #[arg(long, env = "DLI_GRAPHQL_MAX_BODY_BYTES", default_value_t = limits::DEFAULT_MAX_BODY_BYTES, value_parser = positive)]
+    #[arg(long, env = "DLI_GRAPHQL_MAX_BODY_BYTES", default_value_t = 1024 * 1024, value_parser = positive)]
     pub max_body_bytes: usize,
 
     /// Longest a client may take to send its request body (e.g. 10s); slower ones get HTTP 408.
@@ -162,48 +215,54 @@ pub struct Config {
     pub body_read_timeout: Duration,
 
     /// Most operations in one batched HTTP request.
-    #[arg(long, env = "DLI_GRAPHQL_MAX_BATCH", default_value_t = limits::DEFAULT_MAX_BATCH, value_parser = positive)]
+    #[arg(long, env = "DLI_GRAPHQL_MAX_BATCH", default_value_t = 16, value_parser = positive)]
     pub max_batch: usize,
 
-    /// Longest query document, in bytes.
-    #[arg(long, env = "DLI_GRAPHQL_MAX_QUERY_LENGTH", default_value_t = limits::DEFAULT_MAX_QUERY_LENGTH, value_parser = positive)]
+    /// Longest query document, in bytes (the standard introspection query is about 2 KiB).
+    #[arg(long, env = "DLI_GRAPHQL_MAX_QUERY_LENGTH", default_value_t = 64 * 1024, value_parser = positive)]
     pub max_query_length: usize,
 
-    /// Most lexical tokens in a query document, counted before parsing.
-    #[arg(long, env = "DLI_GRAPHQL_MAX_TOKENS", default_value_t = limits::DEFAULT_MAX_TOKENS, value_parser = positive)]
+    /// Most lexical tokens in a query document, counted before parsing (Apollo Router's
+    /// parser default; introspection needs about 300).
+    #[arg(long, env = "DLI_GRAPHQL_MAX_TOKENS", default_value_t = 15_000, value_parser = positive)]
     pub max_tokens: usize,
 
     /// Deepest field nesting of a query (the standard introspection query needs 15).
-    #[arg(long, env = "DLI_GRAPHQL_MAX_DEPTH", default_value_t = limits::DEFAULT_MAX_DEPTH, value_parser = positive)]
+    #[arg(long, env = "DLI_GRAPHQL_MAX_DEPTH", default_value_t = 20, value_parser = positive)]
     pub max_depth: usize,
 
-    /// Highest query complexity (one point per selected field, fragments expanded).
-    #[arg(long, env = "DLI_GRAPHQL_MAX_COMPLEXITY", default_value_t = limits::DEFAULT_MAX_COMPLEXITY, value_parser = positive)]
+    /// Highest query complexity (one point per selected field, fragments expanded; the
+    /// standard introspection query selects about 230 fields).
+    #[arg(long, env = "DLI_GRAPHQL_MAX_COMPLEXITY", default_value_t = 1_000, value_parser = positive)]
     pub max_complexity: usize,
 
     /// Most upstream-causing fields (`connections`, `_entities`, aliases included) per operation.
-    #[arg(long, env = "DLI_GRAPHQL_MAX_UPSTREAM_FIELDS", default_value_t = limits::DEFAULT_MAX_UPSTREAM_FIELDS, value_parser = positive)]
+    #[arg(long, env = "DLI_GRAPHQL_MAX_UPSTREAM_FIELDS", default_value_t = 50, value_parser = positive)]
     pub max_upstream_fields: usize,
 
     /// Most distinct project ids one operation may name.
-    #[arg(long, env = "DLI_GRAPHQL_MAX_PROJECTS", default_value_t = limits::DEFAULT_MAX_PROJECTS, value_parser = positive)]
+    #[arg(long, env = "DLI_GRAPHQL_MAX_PROJECTS", default_value_t = 50, value_parser = positive)]
     pub max_projects: usize,
+}
 
+/// Retries, concurrency cap and circuit breaker around every upstream call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct ResilienceOptions {
     /// Attempts per upstream list call (1 = no retries); retries only on connect errors, 502, 503, 504, 429.
-    #[arg(long, env = "DLI_UPSTREAM_MAX_ATTEMPTS", default_value_t = 3, value_parser = positive)]
-    pub upstream_max_attempts: usize,
+    #[arg(long = "upstream-max-attempts", env = "DLI_UPSTREAM_MAX_ATTEMPTS", default_value_t = 3, value_parser = positive)]
+    pub max_attempts: usize,
 
     /// Base of the exponential retry backoff (full jitter: a random wait up to base * 2^retry).
-    #[arg(long, env = "DLI_UPSTREAM_RETRY_BASE", default_value = "100ms", value_parser = humantime::parse_duration)]
-    pub upstream_retry_base: Duration,
+    #[arg(long = "upstream-retry-base", env = "DLI_UPSTREAM_RETRY_BASE", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub retry_base: Duration,
 
     /// Longest wait a 429's Retry-After may ask for and still be retried; longer waits fail at once.
-    #[arg(long, env = "DLI_UPSTREAM_RETRY_AFTER_CAP", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub upstream_retry_after_cap: Duration,
+    #[arg(long = "upstream-retry-after-cap", env = "DLI_UPSTREAM_RETRY_AFTER_CAP", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub retry_after_cap: Duration,
 
     /// Most upstream requests in flight at once; more wait (within their deadline).
-    #[arg(long, env = "DLI_UPSTREAM_CONCURRENCY", default_value_t = 64, value_parser = positive)]
-    pub upstream_concurrency: usize,
+    #[arg(long = "upstream-concurrency", env = "DLI_UPSTREAM_CONCURRENCY", default_value_t = 64, value_parser = positive)]
+    pub max_concurrency: usize,
 
     /// Consecutive upstream failures (connect errors, timeouts, 5xx) that open the circuit breaker.
     #[arg(long, env = "DLI_BREAKER_THRESHOLD", default_value_t = 5, value_parser = positive)]
@@ -212,15 +271,11 @@ pub struct Config {
     /// How long an open circuit fails calls fast before letting one probe through.
     #[arg(long, env = "DLI_BREAKER_COOLDOWN", default_value = "10s", value_parser = humantime::parse_duration)]
     pub breaker_cooldown: Duration,
+}
 
-    /// Allow cross-origin browser requests from this origin (repeatable; CORS is off without it).
-    #[arg(long = "cors-origin", env = "DLI_GRAPHQL_CORS_ORIGINS", value_delimiter = ',')]
-    pub cors_origins: Vec<String>,
-
-    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the process exits.
-    #[arg(long, env = "DLI_GRAPHQL_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
-    pub shutdown_timeout: Duration,
-
+/// How upstream answers are shared between requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct ShareOptions {
     /// Send every fetch upstream on its own, instead of letting concurrent fetches of the same
     /// project with the same credentials share one call.
     #[arg(long, env = "DLI_GRAPHQL_NO_COALESCE")]
@@ -234,11 +289,70 @@ pub struct Config {
     /// Upper bound of the cache's estimated memory, in bytes.
     #[arg(long, env = "DLI_GRAPHQL_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub cache_max_bytes: usize,
+}
 
-    /// Never compress responses (e.g. behind a proxy that compresses); by default responses over
-    /// 1 KiB are compressed for clients that accept gzip, br or zstd.
-    #[arg(long, env = "DLI_GRAPHQL_NO_COMPRESSION")]
-    pub no_compression: bool,
+impl ShareOptions {
+    /// Whether concurrent fetches of one project and credential share a call.
+    pub fn coalesce(&self) -> bool {
+        !self.no_coalesce
+    }
+
+    /// The cache's time to live; `None` when the cache is off.
+    pub fn ttl(&self) -> Option<Duration> {
+        self.cache_ttl.filter(|t| !t.is_zero())
+    }
+}
+
+/// Logs and span export.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryOptions {
+    /// Log format.
+    #[arg(long, env = "DLI_GRAPHQL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Export spans over OTLP/HTTP (protobuf) to this collector base URL, e.g. http://127.0.0.1:4318
+    /// (spans go to {url}/v1/traces). W3C trace context is then sent to DLI too.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = parse_otlp_endpoint)]
+    pub otlp_endpoint: Option<Url>,
+}
+
+/// `Default` from the flags' own declarations, so no default is written twice.
+macro_rules! defaults_from_flags {
+    ($($t:ty),*) => {$(
+        impl Default for $t {
+            fn default() -> Self {
+                parse_group::<$t>(std::iter::empty::<&str>())
+                    .unwrap_or_else(|e| unreachable!("the declared defaults of {} parse: {e}", stringify!($t)))
+            }
+        }
+    )*};
+}
+defaults_from_flags!(
+    UpstreamOptions,
+    CredentialOptions,
+    AccessOptions,
+    GraphqlOptions,
+    Limits,
+    ResilienceOptions,
+    ShareOptions,
+    TelemetryOptions
+);
+
+/// Parses one option group from command-line style arguments, ignoring the environment.
+fn parse_group<T: Args + clap::FromArgMatches>(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> Result<T, clap::Error> {
+    let cmd = without_env(T::augment_args(clap::Command::new("dli-graphql").no_binary_name(true)));
+    let matches = cmd.try_get_matches_from(args)?;
+    T::from_arg_matches(&matches)
+}
+
+/// The same command with every environment fallback removed: configurations built in code
+/// (tests, tools) are not changed by a `DLI_*` variable the developer happened to export.
+fn without_env(cmd: clap::Command) -> clap::Command {
+    let cmd = cmd.mut_args(|a| a.env(None));
+    let names: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_owned()).collect();
+    names.into_iter().fold(cmd, |cmd, n| cmd.mut_subcommand(n, without_env))
 }
 
 /// A count that must be at least 1.
@@ -279,41 +393,18 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// A configuration from command-line style arguments (environment fallbacks apply).
+    /// A configuration from command-line style arguments alone: environment variables are
+    /// ignored, so what a test or tool builds in code is exactly what it gets.
     pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        Cli::try_parse_from(std::iter::once("dli-graphql".into()).chain(args.into_iter().map(Into::into)))
-            .map(|c| c.config)
-    }
-
-    /// The request limits this configuration sets.
-    pub fn limits(&self) -> Limits {
-        Limits {
-            max_body_bytes: self.max_body_bytes,
-            body_read_timeout: self.body_read_timeout,
-            max_batch: self.max_batch,
-            max_query_length: self.max_query_length,
-            max_tokens: self.max_tokens,
-            max_depth: self.max_depth,
-            max_complexity: self.max_complexity,
-            max_upstream_fields: self.max_upstream_fields,
-            max_projects: self.max_projects,
-        }
-    }
-
-    /// The upstream retry, concurrency and circuit-breaker settings.
-    pub fn resilience(&self) -> ResilienceOptions {
-        ResilienceOptions {
-            max_attempts: self.upstream_max_attempts,
-            retry_base: self.upstream_retry_base,
-            retry_after_cap: self.upstream_retry_after_cap,
-            max_concurrency: self.upstream_concurrency,
-            breaker_threshold: self.breaker_threshold,
-            breaker_cooldown: self.breaker_cooldown,
-        }
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let matches = without_env(Cli::command()).try_get_matches_from(
+            std::iter::once("dli-graphql".into()).chain(args.into_iter().map(Into::into)),
+        )?;
+        Cli::from_arg_matches(&matches).map(|c| c.config)
     }
 
     /// The origins allowed by CORS, or an error naming the first unusable one.
@@ -335,18 +426,9 @@ impl Config {
             .collect()
     }
 
-    /// How upstream answers are shared between requests (`--no-coalesce`, `--cache-*`).
-    pub fn share_options(&self) -> ShareOptions {
-        ShareOptions {
-            coalesce: !self.no_coalesce,
-            cache_ttl: self.cache_ttl.filter(|t| !t.is_zero()),
-            cache_max_bytes: self.cache_max_bytes,
-        }
-    }
-
     /// The upstream base URL from `--endpoint` or `--region`.
     pub fn upstream_base(&self) -> Result<Url, ConfigError> {
-        if let Some(url) = &self.endpoint {
+        if let Some(url) = &self.upstream.endpoint {
             let ok = matches!(url.scheme(), "http" | "https")
                 && url.host().is_some()
                 && url.query().is_none()
@@ -354,7 +436,7 @@ impl Config {
                 && url.password().is_none();
             return if ok { Ok(url.clone()) } else { Err(ConfigError::BadEndpoint) };
         }
-        if let Some(region) = &self.region {
+        if let Some(region) = &self.upstream.region {
             let ok = !region.is_empty()
                 && region.len() <= 32
                 && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
@@ -402,7 +484,7 @@ mod tests {
             "--api-keys=v4lue-k1,v4lue-k2",
         ])
         .expect("parses");
-        assert_eq!(c.api_keys.len(), 2);
+        assert_eq!(c.access.api_keys.len(), 2);
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("v4lue"), "{dbg}");
     }
@@ -410,7 +492,10 @@ mod tests {
     #[test]
     fn otlp_endpoint_must_be_http() {
         let c = Config::from_args(["--otlp-endpoint", "http://127.0.0.1:4318"]).expect("parses");
-        assert_eq!(c.otlp_endpoint.map(|u| u.to_string()).as_deref(), Some("http://127.0.0.1:4318/"));
+        assert_eq!(
+            c.telemetry.otlp_endpoint.map(|u| u.to_string()).as_deref(),
+            Some("http://127.0.0.1:4318/")
+        );
         assert!(Config::from_args(["--otlp-endpoint", "file:///tmp/x"]).is_err());
         assert!(Config::from_args(["--otlp-endpoint", "collector:4318"]).is_err());
     }
@@ -418,21 +503,40 @@ mod tests {
     #[test]
     fn sharing_defaults_to_coalescing_without_a_cache() {
         let c = Config::from_args::<_, &str>([]).expect("parses");
-        let o = c.share_options();
-        assert!(o.coalesce);
-        assert_eq!(o.cache_ttl, None);
+        let o = c.share;
+        assert!(o.coalesce());
+        assert_eq!(o.ttl(), None);
         let c = Config::from_args(["--no-coalesce", "--cache-ttl", "5s", "--cache-max-bytes", "1000"])
             .expect("parses");
-        let o = c.share_options();
-        assert!(!o.coalesce);
-        assert_eq!((o.cache_ttl, o.cache_max_bytes), (Some(Duration::from_secs(5)), 1000));
+        let o = c.share;
+        assert!(!o.coalesce());
+        assert_eq!((o.ttl(), o.cache_max_bytes), (Some(Duration::from_secs(5)), 1000));
         let off = Config::from_args(["--cache-ttl", "0s"]).expect("parses");
-        assert_eq!(off.share_options().cache_ttl, None);
+        assert_eq!(off.share.ttl(), None);
     }
 
     #[test]
     fn parses_durations() {
         let c = Config::from_args(["--upstream-timeout", "1500ms"]).expect("parses");
-        assert_eq!(c.upstream_timeout, Duration::from_millis(1500));
+        assert_eq!(c.upstream.timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn group_defaults_are_the_flags_defaults() {
+        let c = Config::from_args::<_, &str>([]).expect("parses");
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.resilience, ResilienceOptions::default());
+        assert_eq!(c.share, ShareOptions::default());
+        assert_eq!(Limits::default().max_body_bytes, 1024 * 1024);
+        assert_eq!(ResilienceOptions::default().max_attempts, 3);
+    }
+
+    #[test]
+    fn configurations_built_in_code_ignore_the_environment() {
+        // Every flag of the CLI has its environment fallback removed for `from_args`.
+        use clap::CommandFactory as _;
+        let cmd = without_env(Cli::command());
+        assert!(cmd.get_arguments().all(|a| a.get_env().is_none()));
+        assert!(Cli::command().get_arguments().any(|a| a.get_env().is_some()));
     }
 }

@@ -1,11 +1,18 @@
-//! Errors that reach GraphQL clients, and the one place that maps them to `extensions.code`.
+//! Errors that reach GraphQL clients, and the one place that writes `extensions.code`.
 //!
-//! Codes are stable SCREAMING_SNAKE strings that clients may branch on. Messages are short
-//! and human; upstream detail (bodies, transport errors) is logged, not leaked.
+//! Codes are stable SCREAMING_SNAKE strings that clients may branch on ([`ErrorCode`]).
+//! Messages are short and human; upstream detail (bodies, transport errors) is logged, not
+//! leaked. Every GraphQL error with a code is built here, and so is every HTTP error body
+//! ([`http_error`]), so a code cannot be misspelt and every body carries the same headers.
 
 use std::time::Duration;
 
-use async_graphql::ErrorExtensions;
+use async_graphql::{ErrorExtensionValues, ErrorExtensions, ServerError};
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
 
 use crate::project_id::{InvalidProjectId, ProjectId};
 
@@ -38,6 +45,8 @@ pub enum ErrorCode {
     PersistedQueryNotFound,
     /// A persisted query hash sent while automatic persisted queries are off.
     PersistedQueryNotSupported,
+    /// A broken invariant inside the service (never caused by input).
+    InternalServerError,
 }
 
 impl ErrorCode {
@@ -57,6 +66,7 @@ impl ErrorCode {
             Self::LimitExceeded => "LIMIT_EXCEEDED",
             Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             Self::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
+            Self::InternalServerError => "INTERNAL_SERVER_ERROR",
         }
     }
 }
@@ -212,9 +222,14 @@ impl UpstreamError {
     }
 }
 
-/// A `BAD_USER_INPUT` error for an argument.
+/// A `BAD_USER_INPUT` error for an argument: "invalid {argument}: {message}".
 pub fn bad_user_input(argument: &str, message: impl std::fmt::Display) -> async_graphql::Error {
-    async_graphql::Error::new(format!("invalid {argument}: {message}")).extend_with(|_, ext| {
+    bad_argument(argument, format!("invalid {argument}: {message}"))
+}
+
+/// A `BAD_USER_INPUT` error for an argument, with the whole message given.
+pub fn bad_argument(argument: &str, message: String) -> async_graphql::Error {
+    async_graphql::Error::new(message).extend_with(|_, ext| {
         ext.set("code", ErrorCode::BadUserInput.as_str());
         ext.set("argument", argument);
     })
@@ -228,7 +243,109 @@ pub fn invalid_project_id(e: InvalidProjectId) -> async_graphql::Error {
 /// An error for a broken invariant inside the service (never caused by input).
 pub fn internal(message: &str) -> async_graphql::Error {
     async_graphql::Error::new(format!("internal error: {message}"))
-        .extend_with(|_, ext| ext.set("code", "INTERNAL_SERVER_ERROR"))
+        .extend_with(|_, ext| ext.set("code", ErrorCode::InternalServerError.as_str()))
+}
+
+/// A request-level GraphQL error (no path) with `code`.
+pub fn request_error(message: impl Into<String>, code: ErrorCode) -> ServerError {
+    with_code(ServerError::new(message, None), code)
+}
+
+/// `e` with `code`, unless it already carries one.
+pub fn with_code(mut e: ServerError, code: ErrorCode) -> ServerError {
+    let ext = e.extensions.get_or_insert_with(Default::default);
+    if ext.get("code").is_none() {
+        ext.set("code", code.as_str());
+    }
+    e
+}
+
+/// Whether `e` carries `code`.
+pub fn has_code(e: &ServerError, code: ErrorCode) -> bool {
+    e.extensions
+        .as_ref()
+        .and_then(|x| x.get("code"))
+        .is_some_and(|c| *c == async_graphql::Value::from(code.as_str()))
+}
+
+/// A `LIMIT_EXCEEDED` error naming the flag (`limit`, e.g. `max-tokens`) and its value.
+pub fn limit_error(limit: &str, max: usize, message: impl std::fmt::Display) -> ServerError {
+    let mut err = ServerError::new(format!("{message} (limit {limit} = {max})"), None);
+    let mut ext = ErrorExtensionValues::default();
+    ext.set("code", ErrorCode::LimitExceeded.as_str());
+    ext.set("limit", limit);
+    ext.set("max", max as u64);
+    err.extensions = Some(ext);
+    err
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    errors: [ErrorEntry<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct ErrorEntry<'a> {
+    message: &'a str,
+    extensions: BodyExtensions<'a>,
+}
+
+#[derive(Serialize)]
+struct BodyExtensions<'a> {
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max: Option<u64>,
+}
+
+/// An HTTP-level failure (nothing executed), answered as a GraphQL error body of
+/// `content_type`, never stored by caches.
+pub fn http_error(
+    status: StatusCode,
+    code: ErrorCode,
+    message: &str,
+    content_type: &'static str,
+) -> Response {
+    write_error_body(
+        status,
+        content_type,
+        message,
+        BodyExtensions { code: code.as_str(), limit: None, max: None },
+    )
+}
+
+/// An HTTP-level `LIMIT_EXCEEDED` answer naming the limit's flag and its value.
+pub fn http_limit_error(
+    status: StatusCode,
+    limit: &str,
+    max: u64,
+    message: &str,
+    content_type: &'static str,
+) -> Response {
+    let message = format!("{message} (limit {limit} = {max})");
+    let ext = BodyExtensions { code: ErrorCode::LimitExceeded.as_str(), limit: Some(limit), max: Some(max) };
+    write_error_body(status, content_type, &message, ext)
+}
+
+fn write_error_body(
+    status: StatusCode,
+    content_type: &'static str,
+    message: &str,
+    extensions: BodyExtensions<'_>,
+) -> Response {
+    let body = ErrorBody { errors: [ErrorEntry { message, extensions }] };
+    // Serializing strings and numbers cannot fail; an empty body would still carry the status.
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("private, no-store")),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Makes upstream text safe to show: printable characters only, at most 200 of them.

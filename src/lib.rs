@@ -1,29 +1,30 @@
 //! dli-graphql: a GraphQL facade over Huawei Cloud DLI's "list datasource connections" API.
 //!
 //! # Layout
-//! - [`config`]: the one `Config` (clap; every flag has an env fallback).
-//! - [`app`]: `Config` → bound server; wires client, schema and router; shutdown.
-//! - [`http`]: axum routes, GraphQL over HTTP, per-request data. No resolvers.
-//! - [`graphql`]: schema, types (views over the DTOs), the per-request DataLoader, the
-//!   Apollo Federation v2 subgraph (entities, `_entities`, `_service`, SDL). No HTTP.
-//! - [`upstream`]: everything that goes out to DLI: client, DTOs, credentials, AK/SK
-//!   signing, the IAM token cache.
-//! - [`credentials`]: the service's own credential mode, from `Config`.
-//! - [`access`]: who may use the service's credentials (API keys); allowed projects.
-//! - [`secret_file`]: token and key files, re-read when they change.
-//! - [`error`]: `UpstreamError` and its single mapping to `extensions.code`.
-//! - [`limits`]: request limits and the pre-parse token scan (enforced in `http` and `graphql::limits`).
+//! Data flows one way: [`http`] (what comes in over the wire) uses [`graphql`] (what an
+//! operation means), which uses [`upstream`] (everything that goes out to DLI). Below all
+//! three sit the shared vocabulary ([`config`], [`error`], [`project_id`]) and
+//! [`observability`]; none of those imports a layer above it. `.ci/check-module-cycles`
+//! fails the build when two modules import each other.
+//! - [`config`]: the CLI, as option groups (clap `Args`) flattened into one `Config`; each
+//!   default stated once.
+//! - [`app`]: `Config` → bound server; wires client, schema and router; graceful shutdown.
+//! - [`error`]: `ErrorCode`, `UpstreamError`, and every write of `extensions.code` and of
+//!   HTTP error bodies.
 //! - [`project_id`]: the validated project id, the only client input in upstream URLs.
+//! - [`http`]: router and layers, GraphQL over HTTP, body limits, API keys and allowed
+//!   projects, content negotiation and compression, GraphiQL, health. No resolvers.
+//! - [`graphql`]: schema, types (views over the DTOs), the per-request DataLoader, the
+//!   Apollo Federation v2 subgraph, and the schema extensions (limits, APQ, observation,
+//!   parsed documents). No HTTP.
+//! - [`upstream`]: the DLI client, DTOs, retries and breaker, coalescing and cache, and
+//!   authentication (tokens, AK/SK signing, IAM, secret files). No GraphQL.
+//! - [`observability`]: logs and OTLP spans, Prometheus metrics, request ids and trace context.
 //! - [`sim`]: the DLI simulator used by the tests and `--demo`.
-//! - [`graphiql`]: the GraphiQL page and its assets, embedded in the binary.
-//! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
-//! - [`telemetry`]: log format and OTLP span export; [`trace_context`]: the request id
-//!   and trace context that follow a request to DLI.
-//! - [`healthcheck`]: the `healthcheck` subcommand's probe.
 //!
 //! # The path of one query
 //! axum route (request id, `request` span, metrics) → [`http`] picks the credential (caller's `X-Auth-Token`, else
-//! the service's, for callers [`access`] admits) and attaches a fresh DataLoader →
+//! the service's, for callers [`http::access`] admits) and attaches a fresh DataLoader →
 //! async-graphql parses and validates → the `connections` resolver parses the
 //! [`project_id::ProjectId`] → `load_one(project)`: every field asking for that project in
 //! this request joins one batch → [`upstream::SharedClient`]: an answer cached for this
@@ -36,20 +37,12 @@
 //! Federation's `_entities` ([`graphql::federation`]) resolves each representation through
 //! the same `load_one(project)`, so entity lookups join those batches too.
 
-pub mod access;
 pub mod app;
 pub mod config;
-pub mod credentials;
 pub mod error;
-pub mod graphiql;
 pub mod graphql;
-pub mod healthcheck;
 pub mod http;
-pub mod limits;
-pub mod metrics;
+pub mod observability;
 pub mod project_id;
-pub mod secret_file;
 pub mod sim;
-pub mod telemetry;
-pub mod trace_context;
 pub mod upstream;

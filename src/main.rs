@@ -4,11 +4,13 @@ use clap::Parser;
 use dli_graphql::{
     app::{self, App},
     config::{Cli, Command},
-    graphql, healthcheck, telemetry,
+    graphql,
+    http::health,
+    observability::telemetry,
 };
 
 // mimalloc instead of glibc malloc: allocation is a large share of a request's instructions
-// (the GraphQL value tree, the parsed upstream strings); see README "Performance".
+// (the GraphQL value tree, the parsed upstream strings); see docs/performance.md.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -20,7 +22,7 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     if let Some(Command::Healthcheck) = cli.command {
-        return match healthcheck::check(cli.config.listen).await {
+        return match health::check(cli.config.listen).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("dli-graphql healthcheck: {e}");
@@ -28,7 +30,7 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
-    let telemetry = match telemetry::init(&telemetry::TelemetryOptions::from_config(&cli.config)) {
+    let telemetry = match telemetry::init(&cli.config.telemetry) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("dli-graphql: {e:#}");

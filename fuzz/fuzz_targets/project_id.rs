@@ -5,17 +5,14 @@
 
 use std::sync::OnceLock;
 
-use dli_graphql::{
-    project_id::ProjectId,
-    upstream::{Client, ClientOptions},
-};
+use dli_graphql::{config::UpstreamOptions, project_id::ProjectId, upstream::Client};
 use libfuzzer_sys::fuzz_target;
 
 fn client() -> &'static Client {
     static CLIENT: OnceLock<Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
         let base = reqwest::Url::parse("https://dli.example-region.myhuaweicloud.com/base/").expect("url");
-        Client::new(base, ClientOptions::default()).expect("client")
+        Client::new(base, &UpstreamOptions::default()).expect("client")
     })
 }
 

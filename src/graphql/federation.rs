@@ -19,19 +19,16 @@
 //! already carries the `@link` to the federation spec and leaves out `_entities`,
 //! `_service`, `_Entity`, `_Any` and `_Service`, as a subgraph SDL must).
 
-use std::{fmt, sync::LazyLock};
+use std::fmt;
 
-use async_graphql::{
-    Any, Context, ErrorExtensions, ID, Name, Object, PathSegment, SimpleObject, Union, Value,
-    registry::SDLExportOptions,
-};
+use async_graphql::{Any, Context, ID, Name, Object, PathSegment, SimpleObject, Union, Value};
 
 use super::{
     connection::{Connection, ConnectionState},
     connection_list::ConnectionList,
-    schema::{self, SchemaOptions, connections_of, null_on_error},
+    field::{connections_of, null_on_error},
 };
-use crate::{error::ErrorCode, project_id::ProjectId};
+use crate::{error, project_id::ProjectId};
 
 /// Each entity type with the field set of its `@key`.
 pub const ENTITY_KEYS: [(&str, &str); 2] = [("Connection", "projectId connectionId"), ("Project", "id")];
@@ -90,19 +87,6 @@ pub enum Entity {
 pub struct Service {
     /// The Federation v2 SDL of this subgraph (the content of `schema.graphql`).
     pub sdl: String,
-}
-
-impl Service {
-    /// The service description with this subgraph's SDL.
-    pub fn new() -> Self {
-        Self { sdl: sdl() }
-    }
-}
-
-impl Default for Service {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// A representation parsed and validated: what to look up.
@@ -170,24 +154,12 @@ fn key_string(value: Option<&Value>, field: &str) -> Result<String, async_graphq
 }
 
 fn bad_representation(reason: impl fmt::Display) -> async_graphql::Error {
-    async_graphql::Error::new(format!("invalid entity representation: {reason}")).extend_with(|_, ext| {
-        ext.set("code", ErrorCode::BadUserInput.as_str());
-        ext.set("argument", "representations");
-    })
+    error::bad_argument("representations", format!("invalid entity representation: {reason}"))
 }
 
-/// The Federation v2 SDL this subgraph serves in `_service { sdl }`; `schema.graphql` is it.
-pub fn sdl() -> String {
-    static SDL: LazyLock<String> = LazyLock::new(|| {
-        let export =
-            schema::build(&SchemaOptions::default()).sdl_with_options(SDLExportOptions::new().federation());
-        with_keys(&export)
-    });
-    SDL.clone()
-}
-
-/// Adds `@key(fields: ...)` to the definition line of each type in [`ENTITY_KEYS`].
-fn with_keys(sdl: &str) -> String {
+/// Adds `@key(fields: ...)` to the definition line of each type in [`ENTITY_KEYS`] of a
+/// federation SDL export.
+pub fn with_keys(sdl: &str) -> String {
     sdl.split_inclusive('\n')
         .map(|line| {
             let key = ENTITY_KEYS.iter().find(|(ty, _)| line.trim_end() == format!("type {ty} {{"));
@@ -215,7 +187,7 @@ mod tests {
 
     #[test]
     fn the_sdl_keys_each_entity_once_and_links_the_federation_spec() {
-        let sdl = sdl();
+        let sdl = crate::graphql::schema::sdl();
         for (ty, fields) in ENTITY_KEYS {
             let line = format!("type {ty} @key(fields: \"{fields}\") {{\n");
             assert_eq!(sdl.matches(&line).count(), 1, "{line} in\n{sdl}");

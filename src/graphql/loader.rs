@@ -11,6 +11,7 @@ use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 
 use crate::{
     error::UpstreamError,
+    observability::trace_context,
     project_id::ProjectId,
     upstream::{Credential, ListOutcome, SharedClient},
 };
@@ -48,7 +49,7 @@ impl ProjectLoader {
         // The batch task keeps the request id and span of the request that started it.
         DataLoader::with_cache(
             Self { client, credential, allowed },
-            crate::trace_context::spawn_in_context,
+            trace_context::spawn_in_context,
             HashMapCache::default(),
         )
     }
@@ -73,13 +74,7 @@ impl Loader<ProjectId> for ProjectLoader {
             return Ok(results);
         };
         let calls = keys.into_iter().map(|project| async move {
-            let result = self.client.list_connections(project, credential).await;
-            if let Err(e) = &result
-                && matches!(**e, UpstreamError::Status { status: 401, .. })
-            {
-                credential.rejected(project);
-            }
-            (project.clone(), result)
+            (project.clone(), self.client.list_connections(project, credential).await)
         });
         results.extend(futures::future::join_all(calls).await);
         Ok(results)

@@ -1,15 +1,15 @@
-//! Everything that comes in as GraphQL: the schema, its types, the per-request DataLoader.
-//! Knows nothing about HTTP.
+//! Everything that comes in as GraphQL: the schema, its types (thin views over the upstream
+//! DTOs), the per-request DataLoader, Federation, and the schema extensions (limits, APQ,
+//! observation, parsed documents). Knows nothing about HTTP.
 
-pub mod apq;
 pub mod connection;
 pub mod connection_list;
-pub mod document_cache;
+pub mod extensions;
 pub mod federation;
-pub mod limits;
+pub mod field;
 pub mod loader;
-pub mod observe;
 pub mod schema;
 
+pub use extensions::apq;
 pub use loader::{ProjectDataLoader, ProjectLoader};
 pub use schema::{DliSchema, SchemaOptions, build, sdl};

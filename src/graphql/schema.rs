@@ -2,15 +2,26 @@
 
 use async_graphql::{Any, Context, EmptyMutation, EmptySubscription, ID, Object, Schema};
 
+use async_graphql::registry::SDLExportOptions;
+
 use super::{
     connection::ConnectionState,
     connection_list::ConnectionList,
-    document_cache::DocumentCache,
+    extensions::{
+        apq,
+        document_cache::DocumentCache,
+        limits::{DocumentLimits, DocumentScan, nesting_bound},
+        observe::Observe,
+    },
     federation::{self, Entity, Project, Service},
-    limits::{DocumentLimits, DocumentScan},
-    loader::ProjectDataLoader,
+    field::{connections_of, null_on_error},
 };
-use crate::{error, limits::Limits, project_id::ProjectId};
+use crate::{
+    config::{GraphqlOptions, Limits},
+    error,
+    observability::metrics::Metrics,
+    project_id::ProjectId,
+};
 
 /// The executable schema type.
 pub type DliSchema = Schema<Query, EmptyMutation, EmptySubscription>;
@@ -73,71 +84,19 @@ impl Query {
     /// Apollo Federation: this subgraph's SDL, for routers and gateways.
     #[graphql(name = "_service")]
     async fn service(&self) -> Service {
-        Service::new()
+        Service { sdl: sdl() }
     }
 }
-
-/// Resolves a failed nullable field to `null` and records its error with the field's path.
-///
-/// Returning `Err` from a resolver makes async-graphql 7 drop the key from `data`
-/// altogether; the GraphQL spec (and clients that read `data.field`) want an explicit null.
-pub fn null_on_error<T>(ctx: &Context<'_>, result: async_graphql::Result<T>) -> Option<T> {
-    match result {
-        Ok(v) => Some(v),
-        Err(e) => {
-            ctx.add_error(ctx.set_error_path(e.into_server_error(ctx.item.pos)));
-            None
-        }
-    }
-}
-
-/// Loads `project` through the request's DataLoader and applies the filters.
-pub async fn connections_of(
-    ctx: &Context<'_>,
-    project: &ProjectId,
-    state: Option<ConnectionState>,
-    service: Option<&str>,
-) -> async_graphql::Result<ConnectionList> {
-    let loader = ctx
-        .data::<std::sync::Arc<ProjectDataLoader>>()
-        .map_err(|_| error::internal("no data loader for this request"))?;
-    // `Infallible` error type: per-project failures travel inside the value.
-    let Ok(loaded) = loader.load_one(project.clone()).await;
-    match loaded {
-        Some(Ok(list)) => Ok(ConnectionList::filtered(project, &list, state, service)),
-        Some(Err(e)) => Err(e.to_graphql(project)),
-        None => Err(error::internal("project was not loaded")),
-    }
-}
-
-/// Parsed documents kept by default.
-pub const DEFAULT_DOCUMENT_CACHE_SIZE: usize = 512;
 
 /// Options the schema is built with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SchemaOptions {
-    /// Serve `__schema`/`__type` and field suggestions.
-    pub introspection: bool,
-    /// Automatic persisted queries kept (LRU); 0 turns APQ off.
-    pub apq_cache_size: usize,
-    /// Where operation counts go; spans are recorded either way.
-    pub metrics: Option<crate::metrics::Metrics>,
+    /// Introspection, persisted queries and the document cache.
+    pub graphql: GraphqlOptions,
     /// Document limits enforced before execution.
     pub limits: Limits,
-    /// Parsed documents kept for reuse (by exact text); 0 parses every request.
-    pub document_cache_size: usize,
-}
-
-impl Default for SchemaOptions {
-    fn default() -> Self {
-        Self {
-            introspection: true,
-            apq_cache_size: 1000,
-            metrics: None,
-            limits: Limits::default(),
-            document_cache_size: DEFAULT_DOCUMENT_CACHE_SIZE,
-        }
-    }
+    /// Where operation counts go; spans are recorded either way.
+    pub metrics: Option<Metrics>,
 }
 
 /// Builds the executable schema.
@@ -146,27 +105,31 @@ pub fn build(opts: &SchemaOptions) -> DliSchema {
     // `federation`), so each entity resolves and fails on its own.
     // Observe first: its span and counts then cover persisted-query lookups too.
     let limits = std::sync::Arc::new(opts.limits.clone());
+    let introspection = !opts.graphql.disable_introspection;
     let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription)
-        .extension(super::observe::Observe::new(opts.metrics.clone()))
+        .extension(Observe::new(opts.metrics.clone()))
         // Before APQ, which parses the documents it registers.
         .extension(DocumentScan(limits.clone()));
-    builder = super::apq::register(builder, opts.apq_cache_size);
-    if !opts.introspection {
+    builder = apq::register(builder, opts.graphql.apq_cache_size);
+    if !introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
     // Depth and complexity are checked by `DocumentLimits` (with errors naming the limit);
     // async-graphql's recursion guard counts fragment levels too, so it gets more room.
-    builder = builder.limit_recursive_depth(crate::limits::nesting_bound(opts.limits.max_depth)).extension(
-        DocumentLimits {
-            limits,
-            introspection: opts.introspection,
-            documents: std::sync::Arc::new(DocumentCache::new(opts.document_cache_size)),
-        },
-    );
+    builder = builder.limit_recursive_depth(nesting_bound(opts.limits.max_depth)).extension(DocumentLimits {
+        limits,
+        introspection,
+        documents: std::sync::Arc::new(DocumentCache::new(opts.graphql.document_cache_size)),
+    });
     builder.finish()
 }
 
-/// The SDL the server serves (the Federation v2 subgraph SDL); `schema.graphql` must equal it.
+/// The SDL the server serves (the Federation v2 subgraph SDL, with the entities' `@key`s);
+/// `schema.graphql` must equal it. Built once.
 pub fn sdl() -> String {
-    federation::sdl()
+    static SDL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let export = build(&SchemaOptions::default()).sdl_with_options(SDLExportOptions::new().federation());
+        federation::with_keys(&export)
+    });
+    SDL.clone()
 }

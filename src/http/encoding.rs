@@ -1,4 +1,11 @@
-//! Content-coding negotiation: the server's preference among codings a client rates equally.
+//! Content negotiation: the response media type ([`Format`], with the one 406 answer), and
+//! the content coding.
+//!
+//! Media type: `application/graphql-response+json` when the client accepts it (request
+//! errors then answer 400 without `data`), else `application/json` with status 200, as the
+//! GraphQL-over-HTTP spec asks.
+//!
+//! Coding: the server's preference among codings a client rates equally.
 //!
 //! RFC 9110 §12.5.3 leaves the choice among equally acceptable codings to the server, and
 //! tower-http's `CompressionLayer` breaks ties by a fixed order (zstd, br, gzip, deflate).
@@ -11,10 +18,70 @@
 
 use axum::{
     extract::Request,
-    http::{HeaderMap, HeaderValue, header::ACCEPT_ENCODING},
+    http::{HeaderMap, HeaderValue, StatusCode, header, header::ACCEPT_ENCODING},
     middleware::Next,
     response::Response,
 };
+
+use crate::error::{ErrorCode, http_error};
+
+/// The media type of GraphQL-over-HTTP responses.
+pub const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
+/// The response media type the client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `application/graphql-response+json`: request errors are HTTP 400.
+    GraphqlResponseJson,
+    /// `application/json`: always HTTP 200 once the request is well-formed.
+    Json,
+}
+
+impl Format {
+    /// The media type `headers` accept, or `None` when they accept neither.
+    pub fn negotiate(headers: &HeaderMap) -> Option<Self> {
+        let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+            return Some(Self::Json);
+        };
+        let types: Vec<&str> = accept
+            .split(',')
+            .filter_map(|t| {
+                let mut parts = t.split(';').map(str::trim);
+                let mt = parts.next()?;
+                // `q=0` means "not acceptable".
+                let refused = parts
+                    .any(|p| p.strip_prefix("q=").is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0)));
+                (!refused).then_some(mt)
+            })
+            .collect();
+        let has = |t: &str| types.iter().any(|m| m.eq_ignore_ascii_case(t));
+        if has(GRAPHQL_RESPONSE_JSON) {
+            Some(Self::GraphqlResponseJson)
+        } else if has("application/json") || has("application/*") || has("*/*") || accept.trim().is_empty() {
+            Some(Self::Json)
+        } else {
+            None
+        }
+    }
+
+    /// The `Content-Type` of responses in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::GraphqlResponseJson => "application/graphql-response+json; charset=utf-8",
+            Self::Json => "application/json; charset=utf-8",
+        }
+    }
+}
+
+/// The HTTP 406 answer for a request whose `Accept` allows no format of [`Format`].
+pub fn not_acceptable() -> Response {
+    http_error(
+        StatusCode::NOT_ACCEPTABLE,
+        ErrorCode::BadRequest,
+        "Accept must allow application/graphql-response+json or application/json",
+        Format::Json.content_type(),
+    )
+}
 
 /// Codings this server produces, most preferred first.
 const PREFERENCE: [&str; 3] = ["zstd", "gzip", "br"];

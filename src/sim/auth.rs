@@ -29,8 +29,8 @@ use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::{SimState, Simulator, gateway_error, json_response, lock};
-use crate::upstream::signer;
+use super::{SimState, Simulator, gateway_error, json_response};
+use crate::upstream::auth::signer;
 
 /// Accepted distance between `X-Sdk-Date` and the simulator's clock.
 pub const CLOCK_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -100,24 +100,24 @@ struct Issued {
 /// The gateway's and IAM's mutable state.
 #[derive(Default)]
 pub(super) struct AuthState {
-    issued: std::sync::Mutex<HashMap<String, Issued>>,
-    forbidden: std::sync::Mutex<HashSet<(String, String)>>,
+    issued: parking_lot::Mutex<HashMap<String, Issued>>,
+    forbidden: parking_lot::Mutex<HashSet<(String, String)>>,
 }
 
 impl Simulator {
     /// Makes `principal` (a token or an access key) get 403 `APIG.0302` on `project`.
     pub fn forbid(&self, principal: &str, project: &str) {
-        lock(&self.state.auth.forbidden).insert((principal.to_owned(), project.to_owned()));
+        self.state.auth.forbidden.lock().insert((principal.to_owned(), project.to_owned()));
     }
 
     /// Revokes every token IAM has issued so far (as a password change does).
     pub fn revoke_issued_tokens(&self) {
-        lock(&self.state.auth.issued).values_mut().for_each(|t| t.revoked = true);
+        self.state.auth.issued.lock().values_mut().for_each(|t| t.revoked = true);
     }
 
     /// How many tokens IAM has issued.
     pub fn issued_token_count(&self) -> usize {
-        lock(&self.state.auth.issued).len()
+        self.state.auth.issued.lock().len()
     }
 }
 
@@ -154,7 +154,7 @@ pub(super) fn check(state: &SimState, project: &str, req: &Request<Body>) -> Res
     } else {
         verify_token(state, project, headers)?
     };
-    if lock(&state.auth.forbidden).contains(&(principal, project.to_owned())) {
+    if state.auth.forbidden.lock().contains(&(principal, project.to_owned())) {
         return Err(Refusal {
             status: StatusCode::FORBIDDEN,
             code: "APIG.0302",
@@ -170,7 +170,7 @@ fn verify_token(state: &SimState, project: &str, headers: &HeaderMap) -> Result<
     if token.is_empty() {
         return Err(unauthorized("Incorrect IAM authentication information: x-auth-token not found"));
     }
-    if let Some(issued) = lock(&state.auth.issued).get(token) {
+    if let Some(issued) = state.auth.issued.lock().get(token) {
         if issued.revoked {
             return Err(unauthorized("Incorrect IAM authentication information: the token has been revoked"));
         }
@@ -322,7 +322,7 @@ pub(super) async fn issue_token(State(state): State<Arc<SimState>>, req: Request
     let issued_at = SystemTime::now();
     let expires = issued_at + auth.token_ttl;
     {
-        let mut issued = lock(&state.auth.issued);
+        let mut issued = state.auth.issued.lock();
         if issued.len() >= MAX_ISSUED {
             issued.retain(|_, t| t.expires > issued_at);
         }

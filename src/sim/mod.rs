@@ -18,9 +18,11 @@ pub mod fixtures;
 use std::{
     collections::{HashMap, VecDeque},
     net::SocketAddr,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::Arc,
     time::{Duration, Instant},
 };
+
+use parking_lot::Mutex;
 
 use axum::{
     Json, Router,
@@ -240,11 +242,6 @@ pub struct SimState {
     auth: auth::AuthState,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave these maps inconsistent; keep serving.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl SimState {
     fn new(opts: SimOptions) -> Self {
         Self {
@@ -261,10 +258,10 @@ impl SimState {
 
     /// The fault for this call: a set one (used up if counted), a named one, or a random one.
     fn take_fault(&self, project: &str) -> Option<Fault> {
-        let mut faults = lock(&self.faults);
+        let mut faults = self.faults.lock();
         let set = faults.get(project).cloned();
         if set.is_some() {
-            let mut uses = lock(&self.fault_uses);
+            let mut uses = self.fault_uses.lock();
             if let Some(left) = uses.get_mut(project) {
                 *left = left.saturating_sub(1);
                 if *left == 0 {
@@ -301,25 +298,25 @@ impl SimState {
                 .collect(),
             at_ms: self.started.elapsed().as_millis() as u64,
         };
-        let mut log = lock(&self.log);
+        let mut log = self.log.lock();
         if log.len() == LOG_CAPACITY {
             log.pop_front();
         }
         log.push_back(entry);
         drop(log);
         if let Some(p) = project {
-            let mut stats = lock(&self.stats);
+            let mut stats = self.stats.lock();
             stats.calls += 1;
             *stats.by_project.entry(p.to_owned()).or_default() += 1;
         }
     }
 
     fn body_for(&self, project: &str) -> Bytes {
-        if let Some(b) = lock(&self.bodies).get(project) {
+        if let Some(b) = self.bodies.lock().get(project) {
             return b.clone();
         }
         let body = Bytes::from(fixtures::list_body(project, self.opts.connections_per_project));
-        let mut bodies = lock(&self.bodies);
+        let mut bodies = self.bodies.lock();
         if bodies.len() >= BODY_CACHE_CAPACITY {
             bodies.clear();
         }
@@ -366,41 +363,41 @@ impl Simulator {
 
     /// Makes `project` answer with `fault` until cleared.
     pub fn set_fault(&self, project: &str, fault: Fault) {
-        lock(&self.state.fault_uses).remove(project);
-        lock(&self.state.faults).insert(project.to_owned(), fault);
+        self.state.fault_uses.lock().remove(project);
+        self.state.faults.lock().insert(project.to_owned(), fault);
     }
 
     /// Makes `project` answer with `fault` for its next `calls` list calls only.
     pub fn set_fault_times(&self, project: &str, fault: Fault, calls: u32) {
-        lock(&self.state.faults).insert(project.to_owned(), fault);
-        lock(&self.state.fault_uses).insert(project.to_owned(), calls.max(1));
+        self.state.faults.lock().insert(project.to_owned(), fault);
+        self.state.fault_uses.lock().insert(project.to_owned(), calls.max(1));
     }
 
     /// Removes every injected fault.
     pub fn clear_faults(&self) {
-        lock(&self.state.faults).clear();
-        lock(&self.state.fault_uses).clear();
+        self.state.faults.lock().clear();
+        self.state.fault_uses.lock().clear();
     }
 
     /// Every request received (up to the last 10 000).
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        lock(&self.state.log).iter().cloned().collect()
+        self.state.log.lock().iter().cloned().collect()
     }
 
     /// List calls received for `project`.
     pub fn calls_for(&self, project: &str) -> u64 {
-        lock(&self.state.stats).by_project.get(project).copied().unwrap_or(0)
+        self.state.stats.lock().by_project.get(project).copied().unwrap_or(0)
     }
 
     /// Counters of list calls.
     pub fn stats(&self) -> Stats {
-        lock(&self.state.stats).clone()
+        self.state.stats.lock().clone()
     }
 
     /// Forgets logged requests and counters.
     pub fn reset(&self) {
-        lock(&self.state.log).clear();
-        *lock(&self.state.stats) = Stats::default();
+        self.state.log.lock().clear();
+        *self.state.stats.lock() = Stats::default();
     }
 }
 
@@ -482,18 +479,18 @@ async fn list_connections(
 }
 
 async fn stats(State(state): State<Arc<SimState>>) -> Json<Stats> {
-    Json(lock(&state.stats).clone())
+    Json(state.stats.lock().clone())
 }
 
 async fn requests(State(state): State<Arc<SimState>>) -> Json<Vec<LoggedRequest>> {
-    Json(lock(&state.log).iter().cloned().collect())
+    Json(state.log.lock().iter().cloned().collect())
 }
 
 async fn reset(State(state): State<Arc<SimState>>) -> StatusCode {
-    lock(&state.log).clear();
-    *lock(&state.stats) = Stats::default();
-    lock(&state.faults).clear();
-    lock(&state.fault_uses).clear();
+    state.log.lock().clear();
+    *state.stats.lock() = Stats::default();
+    state.faults.lock().clear();
+    state.fault_uses.lock().clear();
     StatusCode::NO_CONTENT
 }
 
@@ -502,14 +499,14 @@ async fn put_fault(
     Path(project): Path<String>,
     Json(fault): Json<Fault>,
 ) -> StatusCode {
-    lock(&state.fault_uses).remove(&project);
-    lock(&state.faults).insert(project, fault);
+    state.fault_uses.lock().remove(&project);
+    state.faults.lock().insert(project, fault);
     StatusCode::NO_CONTENT
 }
 
 async fn delete_fault(State(state): State<Arc<SimState>>, Path(project): Path<String>) -> StatusCode {
-    lock(&state.fault_uses).remove(&project);
-    lock(&state.faults).remove(&project);
+    state.fault_uses.lock().remove(&project);
+    state.faults.lock().remove(&project);
     StatusCode::NO_CONTENT
 }
 

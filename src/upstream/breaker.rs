@@ -5,10 +5,9 @@
 //! Failures are what say the upstream itself is unwell: connect errors, timeouts and 5xx.
 //! Any other answer (2xx, 4xx, 429, a malformed body) shows it is reachable and answering.
 
-use std::{
-    sync::{Mutex, MutexGuard},
-    time::Duration,
-};
+use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use tokio::time::Instant;
 
@@ -75,19 +74,14 @@ impl Breaker {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, BreakerState> {
-        // The state is a plain value: a panic elsewhere cannot leave it half-written.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The current state.
     pub fn state(&self) -> BreakerState {
-        *self.lock()
+        *self.state.lock()
     }
 
     /// Lets an attempt through, or says how long the circuit stays open.
     pub fn try_acquire(&self) -> Result<Permit<'_>, Duration> {
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         let now = Instant::now();
         let probe = match *state {
             BreakerState::Closed { .. } => false,
@@ -109,7 +103,7 @@ impl Permit<'_> {
     pub fn record(mut self, failed: bool) {
         self.recorded = true;
         let b = self.breaker;
-        let mut state = b.lock();
+        let mut state = b.state.lock();
         match (*state, self.probe, failed) {
             (BreakerState::HalfOpen { .. }, true, false) => {
                 tracing::info!("upstream circuit breaker closed: the probe request succeeded");
@@ -145,7 +139,7 @@ impl Permit<'_> {
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         if self.probe && !self.recorded {
-            let mut state = self.breaker.lock();
+            let mut state = self.breaker.state.lock();
             if *state == (BreakerState::HalfOpen { probing: true }) {
                 *state = BreakerState::HalfOpen { probing: false };
             }

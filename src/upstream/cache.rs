@@ -8,9 +8,10 @@
 use std::{
     collections::{HashMap, VecDeque},
     hash::Hash,
-    sync::{Mutex, MutexGuard},
     time::Duration,
 };
+
+use parking_lot::Mutex;
 
 use tokio::time::Instant;
 
@@ -55,15 +56,10 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<K, V>> {
-        // Every mutation below keeps the state consistent before it can panic.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The live value for `key`, if any.
     pub fn get(&self, key: &K) -> Option<V> {
         let now = Instant::now();
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         match state.map.get(key) {
             Some(e) if e.expires > now => Some(e.value.clone()),
             Some(_) => {
@@ -83,7 +79,7 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
             return;
         }
         let now = Instant::now();
-        let mut state = self.lock();
+        let mut state = self.state.lock();
         let state = &mut *state;
         if let Some(old) = state.map.remove(&key) {
             state.bytes -= old.bytes;
@@ -115,7 +111,7 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
 
     /// Live and not yet dropped entries.
     pub fn len(&self) -> usize {
-        self.lock().map.len()
+        self.state.lock().map.len()
     }
 
     /// `true` when nothing is stored.
@@ -125,7 +121,7 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
 
     /// The summed weight of the stored entries.
     pub fn weight(&self) -> usize {
-        self.lock().bytes
+        self.state.lock().bytes
     }
 }
 

@@ -2,46 +2,34 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::StreamExt;
 use reqwest::{StatusCode, Url, header};
-use serde::Deserialize;
 use tracing::Instrument;
 
 use super::{
     auth::Credential,
     model::ListResponse,
-    resilience::{Resilience, ResilienceOptions},
+    response::{self, BodyError},
+    retry::{CONNECT_FAILED, Resilience, ResilienceOptions},
 };
 use crate::{
+    config::UpstreamOptions,
     error::{UpstreamError, sanitize_upstream_text},
-    metrics::Metrics,
+    observability::{metrics::Metrics, trace_context},
     project_id::ProjectId,
 };
-
-/// Tunables of the upstream client.
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    /// Deadline for one list call, connect to last body byte.
-    pub timeout: Duration,
-    /// Largest response body accepted; bigger ones fail as `BAD_UPSTREAM_RESPONSE`.
-    pub max_body_bytes: usize,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        Self { timeout: Duration::from_secs(10), max_body_bytes: 32 * 1024 * 1024 }
-    }
-}
 
 /// Client for DLI's datasource-connection API at one base URL.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: Url,
-    pub(super) opts: ClientOptions,
+    /// Deadline for one call, connect to last body byte, retries included.
+    timeout: Duration,
+    /// Largest response body accepted; bigger ones fail as `BAD_UPSTREAM_RESPONSE`.
+    max_body_bytes: usize,
     metrics: Metrics,
-    /// Retries, concurrency cap and breaker (see `resilience.rs`); shared by clones.
-    pub(super) resilience: Arc<Resilience>,
+    /// Retries, concurrency cap and breaker (see `retry.rs`); shared by clones.
+    resilience: Arc<Resilience>,
 }
 
 impl std::fmt::Debug for Client {
@@ -52,7 +40,8 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// A client for the DLI endpoint at `base` (e.g. `https://dli.cn-north-4.myhuaweicloud.com`).
-    pub fn new(base: Url, opts: ClientOptions) -> Result<Self, reqwest::Error> {
+    /// The deadline and body cap come from `opts`; its endpoint and region are not read.
+    pub fn new(base: Url, opts: &UpstreamOptions) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("dli-graphql/", env!("CARGO_PKG_VERSION")))
             .tcp_nodelay(true)
@@ -68,10 +57,18 @@ impl Client {
         Ok(Self {
             http,
             base,
-            opts,
+            timeout: opts.timeout,
+            max_body_bytes: opts.max_body_bytes,
             metrics: Metrics::new(),
             resilience: Resilience::new(ResilienceOptions::default()),
         })
+    }
+
+    /// Replaces the retry, concurrency and breaker settings (fresh state).
+    #[must_use]
+    pub fn with_resilience(mut self, opts: ResilienceOptions) -> Self {
+        self.resilience = Resilience::new(opts);
+        self
     }
 
     /// This client, counting its calls into `metrics` (a fresh, unexported registry otherwise).
@@ -115,8 +112,12 @@ impl Client {
             error_code = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
-        // Retries, concurrency cap and breaker, all within `self.opts.timeout`.
-        let result = self.list_resilient(project, credential).instrument(span.clone()).await;
+        // Retries, concurrency cap and breaker, all within `self.timeout`.
+        let result = self
+            .resilience
+            .run(self.timeout, &self.metrics, || self.list_once(project, credential))
+            .instrument(span.clone())
+            .await;
         let _enter = span.enter();
         self.record_metrics(&result, started.elapsed());
         match &result {
@@ -129,13 +130,17 @@ impl Client {
                 if let UpstreamError::Status { code: Some(c), .. } = e {
                     span.record("error_code", c.as_str());
                 }
+                if let UpstreamError::Status { status: 401, .. } = e {
+                    // Revoked or expired early: a cached IAM token is dropped for the next call.
+                    credential.rejected(project);
+                }
                 tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64, error = %e, "upstream call failed")
             }
         }
         result
     }
 
-    pub(super) async fn list_once(
+    async fn list_once(
         &self,
         project: &ProjectId,
         credential: &Credential,
@@ -145,12 +150,12 @@ impl Client {
             .get(self.list_url(project))
             .header(header::ACCEPT, "application/json")
             .header(header::CONTENT_TYPE, "application/json")
-            .headers(crate::trace_context::upstream_headers())
+            .headers(trace_context::upstream_headers())
             .build()
-            .map_err(|e| transport_error(e, self.opts.timeout))?;
+            .map_err(|e| transport_error(e, self.timeout))?;
         // Signing comes last: it covers the headers set above.
         credential.authorize(&mut req, project).await?;
-        let resp = self.http.execute(req).await.map_err(|e| transport_error(e, self.opts.timeout))?;
+        let resp = self.http.execute(req).await.map_err(|e| transport_error(e, self.timeout))?;
         let status = resp.status();
         tracing::Span::current().record("http.status", i64::from(status.as_u16()));
         let retry_after = resp
@@ -158,7 +163,7 @@ impl Client {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let body = read_capped(resp, self.opts.max_body_bytes, self.opts.timeout).await?;
+        let body = read_capped(resp, self.max_body_bytes, self.timeout).await?;
         if status.is_success() {
             parse_off_runtime(body).await
         } else {
@@ -166,9 +171,6 @@ impl Client {
         }
     }
 }
-
-/// The `Unavailable` kind of a failed connect (the only transport error that is retried).
-pub(crate) const CONNECT_FAILED: &str = "connect failed";
 
 impl Client {
     fn record_metrics(&self, result: &Result<Arc<ListResponse>, UpstreamError>, elapsed: Duration) {
@@ -208,25 +210,16 @@ fn transport_error(e: reqwest::Error, timeout: Duration) -> UpstreamError {
     }
 }
 
-/// Reads the body chunk by chunk and stops as soon as it exceeds `max`.
+/// Reads the body, failing as `BAD_UPSTREAM_RESPONSE` once it exceeds `max`.
 async fn read_capped(
     resp: reqwest::Response,
     max: usize,
     timeout: Duration,
 ) -> Result<Vec<u8>, UpstreamError> {
-    if resp.content_length().is_some_and(|n| n > max as u64) {
-        return Err(UpstreamError::BadResponse(format!("body larger than {max} bytes")));
-    }
-    let mut body = Vec::with_capacity(resp.content_length().map_or(8 * 1024, |n| n as usize));
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| transport_error(e, timeout))?;
-        if body.len() + chunk.len() > max {
-            return Err(UpstreamError::BadResponse(format!("body larger than {max} bytes")));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
+    response::read_capped(resp, max).await.map_err(|e| match e {
+        BodyError::TooLarge => UpstreamError::BadResponse(format!("body larger than {max} bytes")),
+        BodyError::Read(e) => transport_error(e, timeout),
+    })
 }
 
 /// Bodies at least this large are parsed on tokio's blocking pool.
@@ -262,45 +255,9 @@ pub fn parse_list(body: &[u8]) -> Result<Arc<ListResponse>, UpstreamError> {
     Ok(Arc::new(parsed))
 }
 
-/// The shapes of error bodies seen in front of and inside DLI (see the Go SDK's parser):
-/// `{error_code, error_msg}`, `{code, message}`, or either nested under `error`.
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    error_code: Option<serde_json::Value>,
-    error_msg: Option<String>,
-    code: Option<serde_json::Value>,
-    message: Option<String>,
-    error: Option<Box<ErrorBody>>,
-}
-
-impl ErrorBody {
-    fn code_and_message(self) -> (Option<String>, Option<String>) {
-        let as_text = |v: serde_json::Value| match v {
-            serde_json::Value::String(s) => Some(s),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        };
-        if self.error_code.is_some() || self.error_msg.is_some() {
-            (self.error_code.and_then(as_text), self.error_msg)
-        } else if self.code.is_some() || self.message.is_some() {
-            (self.code.and_then(as_text), self.message)
-        } else if let Some(inner) = self.error {
-            inner.code_and_message()
-        } else {
-            (None, None)
-        }
-    }
-}
-
 fn status_error(status: StatusCode, body: &[u8], retry_after: Option<u64>) -> UpstreamError {
-    let (code, message) =
-        serde_json::from_slice::<ErrorBody>(body).map(ErrorBody::code_and_message).unwrap_or_default();
-    UpstreamError::Status {
-        status: status.as_u16(),
-        code: code.as_deref().and_then(sanitize_upstream_text),
-        message: message.as_deref().and_then(sanitize_upstream_text),
-        retry_after,
-    }
+    let (code, message) = response::error_code_and_message(body);
+    UpstreamError::Status { status: status.as_u16(), code, message, retry_after }
 }
 
 #[cfg(test)]
@@ -308,7 +265,7 @@ mod tests {
     use super::*;
 
     fn client(base: &str) -> Client {
-        Client::new(Url::parse(base).expect("url"), ClientOptions::default()).expect("client")
+        Client::new(Url::parse(base).expect("url"), &UpstreamOptions::default()).expect("client")
     }
 
     #[test]

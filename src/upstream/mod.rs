@@ -1,19 +1,19 @@
-//! Everything that goes out to DLI: the HTTP client, the response DTOs, authentication
-//! (tokens, AK/SK signing, IAM token exchange), and the resilience around each call
-//! (retries, concurrency cap, circuit breaker).
+//! Everything that goes out to DLI: the client with one instrumented method per endpoint
+//! ([`client`]), the response DTOs ([`model`]), authentication ([`auth`]: tokens, AK/SK
+//! signing, IAM token exchange), the resilience around each call ([`retry`], [`breaker`]),
+//! and sharing answers between requests ([`coalesce`], [`cache`]). Knows nothing about
+//! GraphQL or the HTTP server.
 
 pub mod auth;
 pub mod breaker;
 pub mod cache;
 pub mod client;
-pub mod iam;
+pub mod coalesce;
 pub mod model;
-pub mod resilience;
-pub mod shared;
-pub mod signer;
+pub mod response;
+pub mod retry;
 
 pub use auth::{Credential, CredentialIdentity};
-pub use client::{Client, ClientOptions};
+pub use client::Client;
+pub use coalesce::{ListOutcome, SharedClient};
 pub use model::{ConnectionDto, ListResponse};
-pub use resilience::ResilienceOptions;
-pub use shared::{ListOutcome, ShareOptions, SharedClient};

@@ -9,7 +9,7 @@ use dli_graphql::{
     config::Config,
     project_id::ProjectId,
     sim::{Fault, SimAccessKey, SimAuth, SimIamUser, SimOptions, Simulator},
-    upstream::signer::{AkSk, parse_authorization},
+    upstream::auth::signer::{AkSk, parse_authorization},
 };
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};

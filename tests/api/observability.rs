@@ -11,8 +11,8 @@ use std::{
 use axum::{Router, body::Bytes, http::HeaderMap, routing::post};
 use dli_graphql::{
     config::LogFormat,
+    observability::telemetry::{self, TelemetryOptions},
     sim::SimOptions,
-    telemetry::{self, TelemetryOptions},
 };
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest,
@@ -492,7 +492,7 @@ fn run_healthcheck(listen: SocketAddr) -> std::process::Output {
 #[tokio::test]
 async fn the_healthcheck_subcommand_exits_0_when_healthy_and_1_otherwise() {
     let app = spawn_app_with(&[], SimOptions::default()).await;
-    assert_eq!(dli_graphql::healthcheck::check(app.addr).await, Ok(()));
+    assert_eq!(dli_graphql::http::health::check(app.addr).await, Ok(()));
     let addr = app.addr;
     // The server answers on this runtime; the child process is waited for elsewhere.
     let healthy = tokio::task::spawn_blocking(move || run_healthcheck(addr)).await.expect("joined");

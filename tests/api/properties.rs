@@ -5,13 +5,14 @@
 use std::time::Duration;
 
 use dli_graphql::{
+    config::UpstreamOptions,
     error::UpstreamError,
-    limits::{ScanOutcome, scan},
+    graphql::extensions::limits::{ScanOutcome, scan},
     project_id::ProjectId,
     upstream::{
-        Client, ClientOptions,
+        Client,
         client::parse_list,
-        resilience::{ResilienceOptions, retry_delay},
+        retry::{ResilienceOptions, retry_delay},
     },
 };
 use proptest::prelude::*;
@@ -20,7 +21,7 @@ fn client() -> &'static Client {
     static CLIENT: std::sync::OnceLock<Client> = std::sync::OnceLock::new();
     CLIENT.get_or_init(|| {
         let base = reqwest::Url::parse("https://dli.cn-north-4.myhuaweicloud.com/").expect("url");
-        Client::new(base, ClientOptions::default()).expect("client")
+        Client::new(base, &UpstreamOptions::default()).expect("client")
     })
 }
 

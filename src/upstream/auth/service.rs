@@ -9,15 +9,13 @@
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{
-    config::Config,
+use super::{
+    Credential,
+    iam::IamPassword,
     secret_file::SecretFileError,
-    upstream::{
-        Credential,
-        iam::IamPassword,
-        signer::{AkSk, InvalidAkSk},
-    },
+    signer::{AkSk, InvalidAkSk},
 };
+use crate::config::Config;
 
 /// A credential configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -71,11 +69,18 @@ fn given_text(s: &Option<String>) -> Option<&str> {
 /// The service's credential from `config`, or `None` when it has none (callers must then
 /// bring their own `X-Auth-Token`).
 pub fn service_credential(config: &Config) -> Result<Option<Credential>, CredentialConfigError> {
-    let token = given(&config.auth_token);
-    let token_file = config.auth_token_file.as_ref();
-    let (ak, sk, st) = (given(&config.access_key), given(&config.secret_key), given(&config.security_token));
-    let (user, password, domain) =
-        (given_text(&config.iam_user), given(&config.iam_password), given_text(&config.iam_domain));
+    let token = given(&config.credentials.auth_token);
+    let token_file = config.credentials.auth_token_file.as_ref();
+    let (ak, sk, st) = (
+        given(&config.credentials.access_key),
+        given(&config.credentials.secret_key),
+        given(&config.credentials.security_token),
+    );
+    let (user, password, domain) = (
+        given_text(&config.credentials.iam_user),
+        given(&config.credentials.iam_password),
+        given_text(&config.credentials.iam_domain),
+    );
     let modes: Vec<&str> = [
         (token.is_some(), "DLI_AUTH_TOKEN"),
         (token_file.is_some(), "--auth-token-file"),
@@ -118,7 +123,7 @@ pub fn service_credential(config: &Config) -> Result<Option<Credential>, Credent
             user: user.to_owned(),
             password: password.clone(),
         };
-        return Credential::iam(creds, config.upstream_timeout)
+        return Credential::iam(creds, config.upstream.timeout)
             .map(Some)
             .map_err(CredentialConfigError::Client);
     }
@@ -127,7 +132,7 @@ pub fn service_credential(config: &Config) -> Result<Option<Credential>, Credent
 
 /// `--iam-endpoint`, else `https://iam.{region}.myhuaweicloud.com` (`.eu` for eu-west-101).
 pub fn iam_endpoint(config: &Config) -> Result<Url, CredentialConfigError> {
-    if let Some(url) = &config.iam_endpoint {
+    if let Some(url) = &config.credentials.iam_endpoint {
         let ok = matches!(url.scheme(), "http" | "https")
             && url.host().is_some()
             && url.query().is_none()
@@ -135,7 +140,7 @@ pub fn iam_endpoint(config: &Config) -> Result<Url, CredentialConfigError> {
             && url.password().is_none();
         return if ok { Ok(url.clone()) } else { Err(CredentialConfigError::BadIamEndpoint) };
     }
-    let Some(region) = &config.region else {
+    let Some(region) = &config.upstream.region else {
         return Err(CredentialConfigError::NoIamEndpoint);
     };
     let ok = !region.is_empty()

@@ -1,10 +1,9 @@
 //! The operation layer of tracing and metrics: an async-graphql extension that wraps each
 //! GraphQL operation in a `graphql.operation` span and counts it by name and outcome.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Instant,
-};
+use std::{sync::Arc, time::Instant};
+
+use parking_lot::Mutex;
 
 use async_graphql::{
     Request, Response, ServerResult, Value, Variables,
@@ -15,7 +14,7 @@ use async_graphql::{
 };
 use tracing::{Instrument, field::Empty};
 
-use crate::metrics::{Metrics, OperationOutcome};
+use crate::observability::metrics::{Metrics, OperationOutcome};
 
 /// Registers the operation span and metrics on a schema.
 pub struct Observe {
@@ -49,8 +48,8 @@ struct ObserveExtension {
 }
 
 impl ObserveExtension {
-    fn operation(&self) -> std::sync::MutexGuard<'_, Operation> {
-        self.operation.lock().unwrap_or_else(|p| p.into_inner())
+    fn operation(&self) -> parking_lot::MutexGuard<'_, Operation> {
+        self.operation.lock()
     }
 }
 

@@ -12,9 +12,11 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
+
+use parking_lot::Mutex;
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -264,7 +266,7 @@ impl Metrics {
         if !valid {
             return "other".to_owned();
         }
-        let mut names = self.inner.operation_names.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names = self.inner.operation_names.lock();
         if names.contains(name) || names.len() < MAX_OPERATION_NAMES {
             names.insert(name.to_owned());
             name.to_owned()

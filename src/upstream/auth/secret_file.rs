@@ -6,10 +6,11 @@
 //! briefly missing or empty mid-rotation), the last good content stays in use and a
 //! warning names the file, never its content.
 
+use parking_lot::Mutex;
 use std::{
     fmt,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::SystemTime,
 };
 
@@ -87,7 +88,7 @@ impl<T> WatchedFile<T> {
 
     /// The current content: re-read if the file changed since the last read, else cached.
     pub fn get(&self) -> Arc<T> {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut current = self.current.lock();
         let unchanged = std::fs::metadata(&self.path).is_ok_and(|m| Stamp::of(&m) == current.stamp);
         if !unchanged {
             match load(&self.path, self.parse) {

@@ -1,4 +1,4 @@
-//! IAM password credentials → project-scoped tokens, cached per (identity, project).
+//! IAM password credentials → project-scoped tokens, cached per project.
 //!
 //! DLI wants a token scoped to the project it is called on, so the service asks IAM
 //! (`POST {iam}/v3/auth/tokens`) for one token per project on first use and keeps it until
@@ -8,23 +8,18 @@
 //! cached for later requests; a failed renewal keeps using the old token while it is
 //! still valid.
 
-use std::{
-    collections::HashMap,
-    fmt,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
-use futures::StreamExt;
+use parking_lot::Mutex;
 use reqwest::{StatusCode, Url, header::HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::auth::CredentialIdentity;
 use crate::{
-    error::{IamFailure, sanitize_upstream_text},
+    error::IamFailure,
     project_id::ProjectId,
+    upstream::response::{self, BodyError},
 };
 
 /// Renew a token when less than this is left (IAM tokens live 24 h).
@@ -66,15 +61,13 @@ struct Slot {
     last_fetch: Option<(Instant, Option<IamFailure>)>,
 }
 
-type Key = (CredentialIdentity, ProjectId);
-
 /// Obtains and caches project-scoped IAM tokens for one set of password credentials.
 pub struct IamTokens {
     http: reqwest::Client,
     tokens_url: Url,
     creds: IamPassword,
-    identity: CredentialIdentity,
-    slots: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<Slot>>>>,
+    // Keyed by project alone: one `IamTokens` holds one set of credentials.
+    slots: Mutex<HashMap<ProjectId, Arc<tokio::sync::Mutex<Slot>>>>,
 }
 
 impl fmt::Debug for IamTokens {
@@ -84,13 +77,8 @@ impl fmt::Debug for IamTokens {
 }
 
 impl IamTokens {
-    /// A token source for `creds`, whose cache entries are keyed by `identity`. `timeout`
-    /// bounds one token request.
-    pub fn new(
-        creds: IamPassword,
-        identity: CredentialIdentity,
-        timeout: Duration,
-    ) -> Result<Self, reqwest::Error> {
+    /// A token source for `creds`; `timeout` bounds one token request.
+    pub fn new(creds: IamPassword, timeout: Duration) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("dli-graphql/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(timeout)
@@ -105,7 +93,7 @@ impl IamTokens {
         }
         // The service catalog is not needed and can be large.
         tokens_url.set_query(Some("nocatalog=true"));
-        Ok(Self { http, tokens_url, creds, identity, slots: Mutex::default() })
+        Ok(Self { http, tokens_url, creds, slots: Mutex::default() })
     }
 
     /// A token scoped to `project`: cached, or fetched (once for all concurrent callers).
@@ -157,8 +145,7 @@ impl IamTokens {
     /// Drops the cached token of `project` (DLI refused it: revoked or expired early), so
     /// the next request fetches a new one. A fetch in flight is left alone.
     pub fn forget(&self, project: &ProjectId) {
-        let key = (self.identity.clone(), project.clone());
-        let slot = self.slots.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+        let slot = self.slots.lock().get(project).cloned();
         if let Some(slot) = slot
             && let Ok(mut slot) = slot.try_lock()
         {
@@ -168,7 +155,7 @@ impl IamTokens {
     }
 
     fn slot(&self, project: &ProjectId) -> Arc<tokio::sync::Mutex<Slot>> {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slots = self.slots.lock();
         if slots.len() >= MAX_SLOTS {
             // Keep slots in use or holding a live token; drop the rest (failed projects).
             let now = Instant::now();
@@ -176,7 +163,7 @@ impl IamTokens {
                 s.try_lock().map_or(true, |s| s.token.as_ref().is_some_and(|t| now < t.expires_at))
             });
         }
-        slots.entry((self.identity.clone(), project.clone())).or_default().clone()
+        slots.entry(project.clone()).or_default().clone()
     }
 
     #[tracing::instrument(name = "iam.token", skip(self), fields(http.status = tracing::field::Empty))]
@@ -210,7 +197,10 @@ impl IamTokens {
         let status = resp.status();
         tracing::Span::current().record("http.status", status.as_u16());
         let subject_token = resp.headers().get("x-subject-token").cloned();
-        let body = read_capped(resp).await?;
+        let body = response::read_capped(resp, MAX_BODY).await.map_err(|e| match e {
+            BodyError::TooLarge => IamFailure::BadResponse("body too large"),
+            BodyError::Read(_) => IamFailure::Unreachable("body read failed"),
+        })?;
         if !status.is_success() {
             let failure = rejected(status, &body);
             let message = match &failure {
@@ -237,19 +227,6 @@ impl IamTokens {
     }
 }
 
-async fn read_capped(resp: reqwest::Response) -> Result<Vec<u8>, IamFailure> {
-    let mut body = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| IamFailure::Unreachable("body read failed"))?;
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(IamFailure::BadResponse("body too large"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 #[derive(Deserialize)]
 struct TokenBody {
     token: TokenInfo,
@@ -274,33 +251,8 @@ fn lifetime(body: &[u8]) -> Option<Duration> {
 /// IAM's error body `{"error": {"code", "message", "title"}}`, or a gateway's
 /// `{"error_code", "error_msg"}`.
 fn rejected(status: StatusCode, body: &[u8]) -> IamFailure {
-    #[derive(Deserialize, Default)]
-    struct Inner {
-        code: Option<serde_json::Value>,
-        message: Option<String>,
-    }
-    #[derive(Deserialize, Default)]
-    struct Body {
-        error: Option<Inner>,
-        error_code: Option<String>,
-        error_msg: Option<String>,
-    }
-    let b: Body = serde_json::from_slice(body).unwrap_or_default();
-    let (code, message) = match b.error {
-        Some(i) => (
-            i.code.map(|c| match c {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            }),
-            i.message,
-        ),
-        None => (b.error_code, b.error_msg),
-    };
-    IamFailure::Rejected {
-        status: status.as_u16(),
-        code: code.as_deref().and_then(sanitize_upstream_text),
-        message: message.as_deref().and_then(sanitize_upstream_text),
-    }
+    let (code, message) = response::error_code_and_message(body);
+    IamFailure::Rejected { status: status.as_u16(), code, message }
 }
 
 #[cfg(test)]
@@ -344,18 +296,13 @@ mod tests {
             user: "u".into(),
             password: "p".into(),
         };
-        let id = super::super::Credential::token("x").expect("valid").identity();
-        let t = IamTokens::new(
-            creds("https://iam.cn-north-4.myhuaweicloud.com"),
-            id.clone(),
-            Duration::from_secs(1),
-        )
-        .expect("client");
+        let t = IamTokens::new(creds("https://iam.cn-north-4.myhuaweicloud.com"), Duration::from_secs(1))
+            .expect("client");
         assert_eq!(
             t.tokens_url.as_str(),
             "https://iam.cn-north-4.myhuaweicloud.com/v3/auth/tokens?nocatalog=true"
         );
-        let t = IamTokens::new(creds("http://127.0.0.1:9/iam/"), id, Duration::from_secs(1)).expect("client");
+        let t = IamTokens::new(creds("http://127.0.0.1:9/iam/"), Duration::from_secs(1)).expect("client");
         assert_eq!(t.tokens_url.as_str(), "http://127.0.0.1:9/iam/v3/auth/tokens?nocatalog=true");
         assert!(!format!("{t:?}").contains("\"p\""));
     }

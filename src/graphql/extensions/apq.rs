@@ -10,14 +10,14 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    Request, Response, ServerError, ServerResult, Value,
+    Request, Response, ServerError, ServerResult,
     extensions::{
         Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
         apollo_persisted_queries::{ApolloPersistedQueries, LruCacheStorage},
     },
 };
 
-use crate::error::ErrorCode;
+use crate::error::{self, ErrorCode};
 
 /// The message and code of an unknown hash; Apollo clients match on either.
 pub const NOT_FOUND: (&str, ErrorCode) = ("PersistedQueryNotFound", ErrorCode::PersistedQueryNotFound);
@@ -58,7 +58,7 @@ impl Extension for PersistedQueryCodes {
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         if !self.enabled && request.extensions.contains_key("persistedQuery") {
-            return Err(coded(ServerError::new(NOT_SUPPORTED.0, None), NOT_SUPPORTED.1));
+            return Err(error::with_code(ServerError::new(NOT_SUPPORTED.0, None), NOT_SUPPORTED.1));
         }
         next.run(ctx, request).await.map_err(|e| {
             let code = if e.message == NOT_FOUND.0 {
@@ -70,27 +70,13 @@ impl Extension for PersistedQueryCodes {
             } else {
                 return e;
             };
-            coded(e, code)
+            error::with_code(e, code)
         })
     }
-}
-
-fn coded(mut e: ServerError, code: ErrorCode) -> ServerError {
-    let ext = e.extensions.get_or_insert_with(Default::default);
-    if ext.get("code").is_none() {
-        ext.set("code", code.as_str());
-    }
-    e
 }
 
 /// Whether `response` only reports an unknown persisted query hash. Apollo clients (and
 /// Apollo Server) treat that as a normal HTTP 200 exchange, then resend the document.
 pub fn is_not_found(response: &Response) -> bool {
-    !response.errors.is_empty()
-        && response.errors.iter().all(|e| {
-            e.extensions
-                .as_ref()
-                .and_then(|x| x.get("code"))
-                .is_some_and(|c| *c == Value::from(NOT_FOUND.1.as_str()))
-        })
+    !response.errors.is_empty() && response.errors.iter().all(|e| error::has_code(e, NOT_FOUND.1))
 }

@@ -1,4 +1,4 @@
-//! The schema extension that enforces the document limits of [`crate::limits::Limits`].
+//! The schema extension that enforces the document limits of [`crate::config::Limits`].
 //!
 //! - before parsing: document length, token count and bracket nesting (a linear scan, so a
 //!   hostile document never reaches the recursive parser);
@@ -29,8 +29,8 @@ use async_graphql::{
 };
 
 use crate::{
-    error::ErrorCode,
-    limits::{Limits, check_document, limit_error},
+    config::Limits,
+    error::{self, ErrorCode, limit_error},
 };
 
 /// Field names whose resolution loads a project from upstream.
@@ -91,12 +91,10 @@ impl Extension for DocumentLimitsExtension {
         // Parse, validation and operation-selection errors come from async-graphql without a
         // code; clients branch on codes, so every request error gets one.
         if response.data == Value::Null {
-            for err in &mut response.errors {
-                let ext = err.extensions.get_or_insert_with(Default::default);
-                if ext.get("code").is_none() {
-                    ext.set("code", ErrorCode::BadRequest.as_str());
-                }
-            }
+            response.errors = std::mem::take(&mut response.errors)
+                .into_iter()
+                .map(|e| error::with_code(e, ErrorCode::BadRequest))
+                .collect();
         }
         response
     }
@@ -120,11 +118,10 @@ impl Extension for DocumentLimitsExtension {
         let variables = std::mem::take(&mut request.variables);
         let checked = request.parsed_query().and_then(|doc| {
             if !self.0.introspection && asks_for_introspection(doc) {
-                let mut err = ServerError::new("introspection is disabled on this server", None);
-                let mut ext = async_graphql::ErrorExtensionValues::default();
-                ext.set("code", ErrorCode::BadRequest.as_str());
-                err.extensions = Some(ext);
-                return Err(err);
+                return Err(error::request_error(
+                    "introspection is disabled on this server",
+                    ErrorCode::BadRequest,
+                ));
             }
             check_fan_out(doc, &variables, limits)
         });
@@ -385,6 +382,122 @@ impl Walker<'_> {
     }
 }
 
+/// What the cheap pre-parse scan found, or where it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanOutcome {
+    /// Within both bounds.
+    Ok {
+        /// Lexical tokens seen.
+        tokens: usize,
+        /// Deepest `{`/`[`/`(` nesting seen.
+        nesting: usize,
+    },
+    /// More than `max_tokens` tokens (the scan stopped there).
+    TooManyTokens,
+    /// Brackets nested deeper than `max_nesting` (the scan stopped there).
+    TooDeep,
+}
+
+/// Counts GraphQL tokens and bracket nesting in one linear pass, without allocating, and
+/// stops as soon as a bound is passed. It follows the spec's lexical grammar closely enough
+/// to count (names, numbers, strings, block strings, punctuators; whitespace, commas and
+/// comments are ignored); anything it does not know counts as one token and is left for
+/// the parser to reject. Runs before the parser so that hostile documents cannot make the
+/// recursive parser use unbounded time or stack.
+pub fn scan(query: &str, max_tokens: usize, max_nesting: usize) -> ScanOutcome {
+    let b = query.as_bytes();
+    let (mut i, mut tokens, mut nesting, mut deepest) = (0usize, 0usize, 0usize, 0usize);
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' => {
+                i += 1;
+                continue;
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
+                    i += 1;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        tokens += 1;
+        if tokens > max_tokens {
+            return ScanOutcome::TooManyTokens;
+        }
+        match c {
+            b'{' | b'[' | b'(' => {
+                nesting += 1;
+                deepest = deepest.max(nesting);
+                if nesting > max_nesting {
+                    return ScanOutcome::TooDeep;
+                }
+                i += 1;
+            }
+            b'}' | b']' | b')' => {
+                nesting = nesting.saturating_sub(1);
+                i += 1;
+            }
+            b'"' if b[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < b.len() && !b[i..].starts_with(b"\"\"\"") {
+                    i += if b[i..].starts_with(b"\\\"\"\"") { 4 } else { 1 };
+                }
+                i += 3;
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' && b[i] != b'\n' && b[i] != b'\r' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'.' if b[i..].starts_with(b"...") => i += 3,
+            c if c == b'_' || c.is_ascii_alphanumeric() || c == b'-' => {
+                // A name or a number: a run of name/number characters.
+                i += 1;
+                while i < b.len()
+                    && (b[i] == b'_' || b[i].is_ascii_alphanumeric() || matches!(b[i], b'.' | b'+' | b'-'))
+                    && !b[i..].starts_with(b"...")
+                {
+                    i += 1;
+                }
+            }
+            // Punctuators and anything else: one token per character (UTF-8 continuation
+            // bytes included, which only overcounts garbage the parser rejects anyway).
+            _ => i += 1,
+        }
+    }
+    ScanOutcome::Ok { tokens, nesting: deepest }
+}
+
+/// Checks a query document's length, tokens and bracket nesting before it is parsed.
+pub fn check_document(query: &str, limits: &Limits) -> Result<(), ServerError> {
+    if query.len() > limits.max_query_length {
+        return Err(limit_error(
+            "max-query-length",
+            limits.max_query_length,
+            format_args!("the query document is {} bytes long", query.len()),
+        ));
+    }
+    match scan(query, limits.max_tokens, nesting_bound(limits.max_depth)) {
+        ScanOutcome::Ok { .. } => Ok(()),
+        ScanOutcome::TooManyTokens => {
+            Err(limit_error("max-tokens", limits.max_tokens, "the query document has too many tokens"))
+        }
+        ScanOutcome::TooDeep => {
+            Err(limit_error("max-depth", limits.max_depth, "the query document is nested too deeply"))
+        }
+    }
+}
+
+/// Bracket nesting allowed before parsing: field depth plus room for argument values
+/// (`(`, `[`, `{` inside arguments), so that no document within `max_depth` is refused.
+pub fn nesting_bound(max_depth: usize) -> usize {
+    max_depth.saturating_mul(2).saturating_add(8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,7 +511,7 @@ mod tests {
 
     #[test]
     fn the_introspection_query_is_well_within_the_defaults() {
-        let q = include_str!("../../tests/api/introspection.graphql");
+        let q = include_str!("../../../tests/api/introspection.graphql");
         let m = measure(q, serde_json::Value::Null);
         assert_eq!((m.depth, m.upstream_fields, m.projects.len()), (15, 0, 0));
         let d = Limits::default();
@@ -418,5 +531,47 @@ mod tests {
         let mut projects: Vec<_> = m.projects.into_iter().collect();
         projects.sort();
         assert_eq!(projects, ["a", "b", "c", "d"]);
+    }
+
+    fn tokens(q: &str) -> usize {
+        match scan(q, usize::MAX, usize::MAX) {
+            ScanOutcome::Ok { tokens, .. } => tokens,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn counts_tokens_like_the_spec() {
+        assert_eq!(tokens("{ a }"), 3);
+        assert_eq!(tokens("query Q($p: ID! = \"x y\") { a: b(c: -1.5e3, d: [1, 2]) ...F }"), 29);
+        assert_eq!(tokens("# only a comment\n,,,"), 0);
+        assert_eq!(tokens("{ a(s: \"\"\"block \\\"\"\" \"quoted\" \"\"\") }"), 8);
+        assert_eq!(tokens("{ a(s: \"esc \\\" still\") }"), 8);
+        assert_eq!(tokens("...on"), 2);
+    }
+
+    #[test]
+    fn stops_at_the_bounds() {
+        assert_eq!(scan(&"{a".repeat(100), 10_000, 50), ScanOutcome::TooDeep);
+        assert_eq!(scan(&"a ".repeat(101), 100, 50), ScanOutcome::TooManyTokens);
+        assert_eq!(scan("[[[]]]", 100, 3), ScanOutcome::Ok { tokens: 6, nesting: 3 });
+    }
+
+    #[test]
+    fn unterminated_strings_and_odd_bytes_do_not_panic() {
+        for q in ["\"", "\"\"\"", "\"\\", "{ a(s: \"\"\"x\\", "é😀\u{0}", "...", "..", "-", "\"\"\"\\\"\"\""]
+        {
+            let _ = scan(q, 100, 100);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_limit() {
+        let limits = Limits { max_tokens: 2, ..Limits::default() };
+        let e = check_document("{ a b }", &limits).expect_err("too many tokens");
+        let ext = e.extensions.expect("extensions");
+        assert_eq!(ext.get("code"), Some(&async_graphql::Value::from("LIMIT_EXCEEDED")));
+        assert_eq!(ext.get("limit"), Some(&async_graphql::Value::from("max-tokens")));
+        assert!(e.message.contains("max-tokens = 2"), "{}", e.message);
     }
 }

@@ -20,12 +20,12 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
+use super::encoding::Format;
 use crate::{
-    config::Config,
-    error::ErrorCode,
-    http::{Format, error_response},
+    config::AccessOptions,
+    error::{ErrorCode, http_error},
     project_id::ProjectId,
-    secret_file::{SecretFileError, WatchedFile},
+    upstream::auth::secret_file::{SecretFileError, WatchedFile},
 };
 
 type KeyDigest = [u8; 32];
@@ -97,7 +97,7 @@ impl Denied {
             Self::InvalidKey => "the API key is not valid",
         };
         let mut resp =
-            error_response(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, message, Some(format));
+            http_error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, message, format.content_type());
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"dli-graphql\""));
         resp
@@ -124,7 +124,13 @@ impl std::fmt::Debug for AccessPolicy {
 impl AccessPolicy {
     /// The rules for `config`. `service_credential`: whether the service will act with its
     /// own credentials for callers that bring none (the demo does, with its demo token).
-    pub fn from_config(config: &Config, service_credential: bool) -> Result<Self, AccessConfigError> {
+    /// `demo`: the demo's credential only reaches its own simulator, so it is anonymous
+    /// unless keys are set.
+    pub fn new(
+        config: &AccessOptions,
+        demo: bool,
+        service_credential: bool,
+    ) -> Result<Self, AccessConfigError> {
         let allowed_projects = if config.allowed_projects.is_empty() {
             None
         } else {
@@ -146,7 +152,7 @@ impl AccessPolicy {
         let file: Option<PathBuf> = config.api_keys_file.clone();
         let keys_configured = !listed.is_empty() || file.is_some();
         // The demo's credential only reaches its own simulator: anonymous unless keys are set.
-        let anonymous = config.allow_anonymous || (config.demo && !keys_configured);
+        let anonymous = config.allow_anonymous || (demo && !keys_configured);
         let api_keys = if !service_credential || anonymous {
             if service_credential {
                 tracing::warn!(
@@ -203,10 +209,11 @@ fn bearer(headers: &HeaderMap) -> Option<SecretString> {
 mod tests {
     use super::*;
 
-    fn config(args: &[&str]) -> Config {
+    fn policy(args: &[&str], service_credential: bool) -> Result<AccessPolicy, AccessConfigError> {
         let mut all = vec!["--endpoint", "http://127.0.0.1:9"];
         all.extend_from_slice(args);
-        Config::from_args(all).expect("parses")
+        let config = crate::config::Config::from_args(all).expect("parses");
+        AccessPolicy::new(&config.access, config.demo, service_credential)
     }
 
     fn with_auth(value: &str) -> HeaderMap {
@@ -217,7 +224,7 @@ mod tests {
 
     #[test]
     fn keys_are_required_only_with_service_credentials() {
-        let p = AccessPolicy::from_config(&config(&["--api-keys", "k1, k2"]), true).expect("ok");
+        let p = policy(&["--api-keys", "k1, k2"], true).expect("ok");
         assert_eq!(p.admit(&HeaderMap::new()), Err(Denied::MissingKey));
         assert_eq!(p.admit(&with_auth("Bearer k1")), Ok(()));
         assert_eq!(p.admit(&with_auth("bearer  k2 ")), Ok(()));
@@ -226,30 +233,30 @@ mod tests {
         assert_eq!(p.admit(&with_auth("Bearer k1x")), Err(Denied::InvalidKey));
         assert_eq!(p.admit(&with_auth("Basic k1")), Err(Denied::MissingKey));
         assert_eq!(p.admit(&with_auth("k1")), Err(Denied::MissingKey));
-        let none = AccessPolicy::from_config(&config(&["--api-keys", "k1"]), false).expect("ok");
+        let none = policy(&["--api-keys", "k1"], false).expect("ok");
         assert_eq!(none.admit(&HeaderMap::new()), Ok(()));
-        let anon = AccessPolicy::from_config(&config(&["--allow-anonymous"]), true).expect("ok");
+        let anon = policy(&["--allow-anonymous"], true).expect("ok");
         assert_eq!(anon.admit(&HeaderMap::new()), Ok(()));
-        assert!(matches!(AccessPolicy::from_config(&config(&[]), true), Err(AccessConfigError::NoApiKeys)));
+        assert!(matches!(policy(&[], true), Err(AccessConfigError::NoApiKeys)));
     }
 
     #[test]
     fn the_demo_is_anonymous_unless_keys_are_set() {
-        let demo = AccessPolicy::from_config(&config(&["--demo"]), true).expect("ok");
+        let demo = policy(&["--demo"], true).expect("ok");
         assert_eq!(demo.admit(&HeaderMap::new()), Ok(()));
-        let keyed = AccessPolicy::from_config(&config(&["--demo", "--api-keys", "k"]), true).expect("ok");
+        let keyed = policy(&["--demo", "--api-keys", "k"], true).expect("ok");
         assert_eq!(keyed.admit(&HeaderMap::new()), Err(Denied::MissingKey));
     }
 
     #[test]
     fn allowed_projects_are_validated() {
-        let p = AccessPolicy::from_config(&config(&["--allowed-projects", "p1, p2"]), false).expect("ok");
+        let p = policy(&["--allowed-projects", "p1, p2"], false).expect("ok");
         let set = p.allowed_projects().expect("restricted");
         assert!(set.contains(&ProjectId::parse("p2").expect("valid")));
         assert_eq!(set.len(), 2);
-        let bad = AccessPolicy::from_config(&config(&["--allowed-projects", "p1,../x"]), false);
+        let bad = policy(&["--allowed-projects", "p1,../x"], false);
         assert!(matches!(bad, Err(AccessConfigError::BadProject { index: 2, .. })));
-        assert!(AccessPolicy::from_config(&config(&[]), false).expect("ok").allowed_projects().is_none());
+        assert!(policy(&[], false).expect("ok").allowed_projects().is_none());
     }
 
     #[test]

@@ -1,30 +1,19 @@
-//! HTTP-level protection: the request body's size and read time, the batch size, CORS.
-
-use std::time::Duration;
+//! HTTP-level request limits: the request body's size and read time, the batch size.
 
 use async_graphql::BatchRequest;
 use axum::{
     body::Body,
     extract::Request,
-    http::{HeaderValue, Method, StatusCode, header},
-    response::{IntoResponse, Response},
+    http::{HeaderValue, StatusCode, header},
+    response::Response,
 };
 use futures::StreamExt as _;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::Format;
-use crate::{error::ErrorCode, limits::Limits};
-
-/// A `LIMIT_EXCEEDED` answer naming the limit, as a GraphQL error body.
-pub fn limit_response(status: StatusCode, limit: &str, max: u64, message: &str, format: Format) -> Response {
-    let body = serde_json::json!({
-        "errors": [{
-            "message": format!("{message} (limit {limit} = {max})"),
-            "extensions": { "code": ErrorCode::LimitExceeded.as_str(), "limit": limit, "max": max },
-        }]
-    });
-    (status, [(header::CONTENT_TYPE, format.content_type())], body.to_string()).into_response()
-}
+use super::encoding::Format;
+use crate::{
+    config::Limits,
+    error::{ErrorCode, http_error, http_limit_error},
+};
 
 /// Reads the whole body, refusing more than `--max-body-bytes` (HTTP 413, without reading
 /// further when `Content-Length` already says so) or taking longer than
@@ -32,12 +21,12 @@ pub fn limit_response(status: StatusCode, limit: &str, max: u64, message: &str, 
 pub async fn buffer_body(req: Request, limits: &Limits, format: Format) -> Result<Request, Response> {
     let max = limits.max_body_bytes;
     let too_large = || {
-        limit_response(
+        http_limit_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "max-body-bytes",
             max as u64,
             "the request body is too large",
-            format,
+            format.content_type(),
         )
     };
     let declared = req
@@ -64,19 +53,19 @@ pub async fn buffer_body(req: Request, limits: &Limits, format: Format) -> Resul
     match tokio::time::timeout(limits.body_read_timeout, read).await {
         Ok(Ok(buf)) => Ok(Request::from_parts(parts, Body::from(buf))),
         Ok(Err(ReadError::TooLarge)) => Err(too_large()),
-        Ok(Err(ReadError::Io)) => Err(super::error_response(
+        Ok(Err(ReadError::Io)) => Err(http_error(
             StatusCode::BAD_REQUEST,
             ErrorCode::BadRequest,
             "could not read the request body",
-            Some(format),
+            format.content_type(),
         )),
         Err(_) => {
-            let mut resp = limit_response(
+            let mut resp = http_limit_error(
                 StatusCode::REQUEST_TIMEOUT,
                 "body-read-timeout",
                 limits.body_read_timeout.as_secs(),
                 "the request body did not arrive in time",
-                format,
+                format.content_type(),
             );
             // The rest of the body may never come: do not keep the connection.
             resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -96,12 +85,12 @@ enum ReadError {
 pub fn check_batch(batch: &BatchRequest, limits: &Limits, format: Format) -> Option<Response> {
     let n = batch.iter().count();
     if n > limits.max_batch {
-        return Some(limit_response(
+        return Some(http_limit_error(
             StatusCode::BAD_REQUEST,
             "max-batch",
             limits.max_batch as u64,
             &format!("the batch holds {n} operations"),
-            format,
+            format.content_type(),
         ));
     }
     // A persisted-query hash stands in for the document (APQ fills it in later).
@@ -109,25 +98,11 @@ pub fn check_batch(batch: &BatchRequest, limits: &Limits, format: Format) -> Opt
         r.query.trim().is_empty() && !r.extensions.0.contains_key("persistedQuery")
     };
     batch.iter().any(no_query).then(|| {
-        super::error_response(
+        http_error(
             StatusCode::BAD_REQUEST,
             ErrorCode::BadRequest,
             "the request has no query",
-            Some(format),
+            format.content_type(),
         )
     })
-}
-
-/// CORS for exactly these origins: GET and POST with the headers GraphQL clients send.
-pub fn cors_layer(origins: Vec<HeaderValue>) -> CorsLayer {
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            header::ACCEPT,
-            header::AUTHORIZATION,
-            header::HeaderName::from_static("x-auth-token"),
-        ])
-        .max_age(Duration::from_secs(600))
 }

@@ -14,46 +14,32 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
 };
 
 use futures::{
     FutureExt,
     future::{BoxFuture, Shared},
 };
+use parking_lot::Mutex;
 use tracing::Instrument;
 
 use super::{
-    Client, Credential, CredentialIdentity, ListResponse,
+    auth::{Credential, CredentialIdentity},
     cache::{TtlCache, list_weight},
+    client::Client,
+    model::ListResponse,
 };
-use crate::{error::UpstreamError, project_id::ProjectId};
+pub use crate::config::ShareOptions;
+use crate::{error::UpstreamError, observability::trace_context, project_id::ProjectId};
 
 /// The outcome of one list call, cheap to hand to every waiter.
 pub type ListOutcome = Result<Arc<ListResponse>, Arc<UpstreamError>>;
 
 type Key = (CredentialIdentity, ProjectId);
 type Flight = Shared<BoxFuture<'static, ListOutcome>>;
-
-/// How answers are shared between requests.
-#[derive(Debug, Clone)]
-pub struct ShareOptions {
-    /// Concurrent fetches of the same key share one upstream call.
-    pub coalesce: bool,
-    /// Keep successful answers this long; `None` or zero: no cache.
-    pub cache_ttl: Option<Duration>,
-    /// Upper bound of the cache's estimated size, bytes.
-    pub cache_max_bytes: usize,
-}
-
-impl Default for ShareOptions {
-    fn default() -> Self {
-        Self { coalesce: true, cache_ttl: None, cache_max_bytes: 64 * 1024 * 1024 }
-    }
-}
 
 /// The upstream client as the resolvers use it: identical concurrent calls coalesced,
 /// answers optionally cached. Cheap to clone.
@@ -84,12 +70,11 @@ impl std::fmt::Debug for SharedClient {
 impl SharedClient {
     /// Wraps `client` with the sharing `opts` ask for.
     pub fn new(client: Client, opts: &ShareOptions) -> Self {
-        let cache =
-            opts.cache_ttl.filter(|ttl| !ttl.is_zero()).map(|ttl| TtlCache::new(ttl, opts.cache_max_bytes));
+        let cache = opts.ttl().map(|ttl| TtlCache::new(ttl, opts.cache_max_bytes));
         Self {
             inner: Arc::new(Inner {
                 client,
-                coalesce: opts.coalesce,
+                coalesce: opts.coalesce(),
                 cache,
                 in_flight: Mutex::default(),
                 serial: AtomicU64::new(0),
@@ -115,7 +100,7 @@ impl SharedClient {
             return inner.client.list_connections(project, credential).await.map_err(Arc::new);
         }
         let key = (credential.identity(), project.clone());
-        if let Some(hit) = inner.cache.as_ref().and_then(|c| c.get(&key)) {
+        if let Some(hit) = inner.cached(&key) {
             return Ok(hit);
         }
         if !inner.coalesce {
@@ -124,11 +109,13 @@ impl SharedClient {
             return result;
         }
         let flight = {
-            let mut in_flight = lock(&inner.in_flight);
+            let mut in_flight = inner.in_flight.lock();
             if let Some((_, flight)) = in_flight.get(&key) {
+                inner.client.metrics().upstream_coalesced();
                 flight.clone()
             } else if let Some(hit) = inner.cache.as_ref().and_then(|c| c.get(&key)) {
-                // Filled by a call that finished since the first look.
+                // Filled by a call that finished since the first look (counted as a miss there).
+                inner.client.metrics().cache_hit();
                 return Ok(hit);
             } else {
                 let flight = self.start(key.clone(), project.clone(), credential.clone());
@@ -148,7 +135,7 @@ impl SharedClient {
             let result = inner.client.list_connections(&project, &credential).await.map_err(Arc::new);
             // Into the cache before leaving the table, so no fetch sees neither.
             inner.remember(key.clone(), &result);
-            let mut in_flight = lock(&inner.in_flight);
+            let mut in_flight = inner.in_flight.lock();
             if in_flight.get(&key).is_some_and(|(s, _)| *s == serial) {
                 in_flight.remove(&key);
             }
@@ -156,8 +143,8 @@ impl SharedClient {
         };
         // The shared call keeps the request id (and span) of the request that started it.
         let call = call.in_current_span();
-        let task = match crate::trace_context::current_request_id() {
-            Some(id) => tokio::spawn(crate::trace_context::with_request_id(id, call)),
+        let task = match trace_context::current_request_id() {
+            Some(id) => tokio::spawn(trace_context::with_request_id(id, call)),
             None => tokio::spawn(call),
         };
         let flight = async move {
@@ -173,14 +160,21 @@ impl SharedClient {
 }
 
 impl Inner {
+    /// The cached answer for `key`, counting the hit or the miss (nothing without a cache).
+    fn cached(&self, key: &Key) -> Option<Arc<ListResponse>> {
+        let cache = self.cache.as_ref()?;
+        let hit = cache.get(key);
+        if hit.is_some() {
+            self.client.metrics().cache_hit();
+        } else {
+            self.client.metrics().cache_miss();
+        }
+        hit
+    }
+
     fn remember(&self, key: Key, result: &ListOutcome) {
         if let (Some(cache), Ok(list)) = (&self.cache, result) {
             cache.insert(key, Arc::clone(list), list_weight(list));
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The table is consistent between statements; a panic elsewhere must not stop serving.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -15,25 +15,10 @@ use tracing::Subscriber;
 use tracing_subscriber::{EnvFilter, Layer, Registry, fmt::MakeWriter, layer::SubscriberExt as _};
 
 use crate::config::LogFormat;
+pub use crate::config::TelemetryOptions;
 
 /// The service name spans are exported under (`OTEL_SERVICE_NAME` wins).
 pub const SERVICE_NAME: &str = "dli-graphql";
-
-/// How to log and where to export spans.
-#[derive(Debug, Clone)]
-pub struct TelemetryOptions {
-    /// Log line format.
-    pub log_format: LogFormat,
-    /// OTLP/HTTP base URL (spans go to `{base}/v1/traces`); `None` exports nothing.
-    pub otlp_endpoint: Option<Url>,
-}
-
-impl TelemetryOptions {
-    /// The options a [`crate::config::Config`] asks for.
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        Self { log_format: config.log_format, otlp_endpoint: config.otlp_endpoint.clone() }
-    }
-}
 
 /// Keeps span export running; [`Telemetry::shutdown`] flushes what is buffered.
 #[derive(Debug, Default)]

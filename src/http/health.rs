@@ -1,10 +1,35 @@
-//! `dli-graphql healthcheck`: asks a running server's `GET /healthz`, for container
-//! health checks on images without a shell or curl.
+//! `GET /healthz` and `GET /metrics`, and the `dli-graphql healthcheck` probe that asks a
+//! running server's `/healthz`, for container health checks on images without a shell or curl.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     time::Duration,
 };
+
+use axum::{
+    extract::State,
+    http::header,
+    response::{IntoResponse, Response},
+};
+
+use super::AppState;
+
+/// Liveness: the process serves HTTP.
+pub(crate) async fn healthz() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
+}
+
+/// The Prometheus text exposition of this server's registry.
+pub(crate) async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        state.metrics.render(),
+    )
+        .into_response()
+}
 
 /// How long the probe waits for the whole answer.
 pub const TIMEOUT: Duration = Duration::from_secs(3);

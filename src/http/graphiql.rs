@@ -37,32 +37,32 @@ static ASSETS: &[Asset] = &[
     Asset {
         name: "graphiql.min.js",
         content_type: JS,
-        body: include_bytes!("../assets/graphiql/graphiql.min.js"),
+        body: include_bytes!("../../assets/graphiql/graphiql.min.js"),
     },
     Asset {
         name: "graphiql.min.css",
         content_type: CSS,
-        body: include_bytes!("../assets/graphiql/graphiql.min.css"),
+        body: include_bytes!("../../assets/graphiql/graphiql.min.css"),
     },
     Asset {
         name: "react.production.min.js",
         content_type: JS,
-        body: include_bytes!("../assets/graphiql/react.production.min.js"),
+        body: include_bytes!("../../assets/graphiql/react.production.min.js"),
     },
     Asset {
         name: "react-dom.production.min.js",
         content_type: JS,
-        body: include_bytes!("../assets/graphiql/react-dom.production.min.js"),
+        body: include_bytes!("../../assets/graphiql/react-dom.production.min.js"),
     },
     Asset {
         name: "dli-graphql.js",
         content_type: JS,
-        body: include_bytes!("../assets/graphiql/dli-graphql.js"),
+        body: include_bytes!("../../assets/graphiql/dli-graphql.js"),
     },
     Asset {
         name: "dli-graphql.css",
         content_type: CSS,
-        body: include_bytes!("../assets/graphiql/dli-graphql.css"),
+        body: include_bytes!("../../assets/graphiql/dli-graphql.css"),
     },
 ];
 
@@ -79,7 +79,8 @@ pub static FINGERPRINT: LazyLock<String> = LazyLock::new(|| {
 
 static PAGE: LazyLock<String> = LazyLock::new(|| {
     // Relative URLs: the page works at `/` and `/graphql`, and behind a path prefix.
-    include_str!("../assets/graphiql/index.html").replace("{{ASSETS}}", &format!("graphiql/{}", *FINGERPRINT))
+    include_str!("../../assets/graphiql/index.html")
+        .replace("{{ASSETS}}", &format!("graphiql/{}", *FINGERPRINT))
 });
 
 /// Only this server's own files, data: fonts and images, and fetches to this server.
@@ -142,10 +143,10 @@ mod tests {
 
     #[test]
     fn vendored_files_are_the_pinned_releases() {
-        let versions = include_str!("../assets/graphiql/VERSIONS");
+        let versions = include_str!("../../assets/graphiql/VERSIONS");
         assert!(versions.contains(&format!("graphiql {GRAPHIQL_VERSION}\n")), "{versions}");
         assert!(versions.contains(&format!("react {REACT_VERSION}\n")), "{versions}");
-        let sums = include_str!("../assets/graphiql/SHA256SUMS");
+        let sums = include_str!("../../assets/graphiql/SHA256SUMS");
         for line in sums.lines() {
             let (sum, name) = line.split_once("  ").expect("sha256sum format");
             let asset = ASSETS.iter().find(|a| a.name == name).expect("listed file is embedded");

@@ -8,10 +8,9 @@
 //! parsed are kept, and only short ones, so hostile traffic cannot grow it past
 //! `capacity × MAX_CACHED_QUERY_BYTES` of text (plus its parse).
 
-use std::{
-    num::NonZeroUsize,
-    sync::{Arc, Mutex},
-};
+use std::{num::NonZeroUsize, sync::Arc};
+
+use parking_lot::Mutex;
 
 use async_graphql::{ServerError, parser::types::ExecutableDocument};
 use lru::LruCache;
@@ -37,20 +36,20 @@ impl DocumentCache {
             return Ok(async_graphql::parser::parse_query(query)?);
         };
         let cacheable = query.len() <= MAX_CACHED_QUERY_BYTES;
-        if cacheable && let Some(doc) = lock(entries).get(query).cloned() {
+        if cacheable && let Some(doc) = entries.lock().get(query).cloned() {
             // Execution rewrites its document (`@skip`/`@include`), so each request gets its own.
             return Ok(ExecutableDocument::clone(&doc));
         }
         let doc = async_graphql::parser::parse_query(query)?;
         if cacheable {
-            lock(entries).put(query.into(), Arc::new(doc.clone()));
+            entries.lock().put(query.into(), Arc::new(doc.clone()));
         }
         Ok(doc)
     }
 
     /// Documents held now.
     pub fn len(&self) -> usize {
-        self.entries.as_ref().map_or(0, |e| lock(e).len())
+        self.entries.as_ref().map_or(0, |e| e.lock().len())
     }
 
     /// True when no document is held.
@@ -63,11 +62,6 @@ impl std::fmt::Debug for DocumentCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DocumentCache").field("len", &self.len()).finish()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // The guarded map is consistent after any panic elsewhere; keep serving.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 //!
 //! One call has one deadline (`--upstream-timeout`), set when it starts: waiting for a
 //! concurrency permit, every attempt and every backoff sleep all fit inside it, so a client
-//! never waits longer than configured. Each attempt goes through `Client::list_once`, which
-//! authenticates the request afresh.
+//! never waits longer than configured. Each attempt is a fresh call of the closure the
+//! client passes in, which authenticates the request afresh.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use rand::Rng as _;
 use tokio::{
@@ -13,42 +13,15 @@ use tokio::{
     time::{Instant, sleep, timeout_at},
 };
 
-use super::{
-    Client, Credential, ListResponse,
-    breaker::{Breaker, BreakerState, failure},
-    client::CONNECT_FAILED,
+use super::breaker::{Breaker, BreakerState, failure};
+pub use crate::config::ResilienceOptions;
+use crate::{
+    error::UpstreamError,
+    observability::metrics::{CircuitState, Metrics},
 };
-use crate::{error::UpstreamError, metrics::CircuitState, project_id::ProjectId};
 
-/// Retry, concurrency and breaker settings of a [`Client`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResilienceOptions {
-    /// Attempts per call, the first included (1 = no retries).
-    pub max_attempts: usize,
-    /// Backoff base: retry `n` (from 1) waits a random time in `[0, base * 2^(n-1)]`.
-    pub retry_base: Duration,
-    /// Longest `Retry-After` honoured; a 429 asking for more is not retried.
-    pub retry_after_cap: Duration,
-    /// Most upstream requests in flight at once.
-    pub max_concurrency: usize,
-    /// Consecutive failures that open the breaker.
-    pub breaker_threshold: usize,
-    /// How long the breaker stays open before a probe.
-    pub breaker_cooldown: Duration,
-}
-
-impl Default for ResilienceOptions {
-    fn default() -> Self {
-        Self {
-            max_attempts: 3,
-            retry_base: Duration::from_millis(100),
-            retry_after_cap: Duration::from_secs(1),
-            max_concurrency: 64,
-            breaker_threshold: 5,
-            breaker_cooldown: Duration::from_secs(10),
-        }
-    }
-}
+/// The `Unavailable` kind of a failed connect (the only transport error that is retried).
+pub(crate) const CONNECT_FAILED: &str = "connect failed";
 
 /// The shared state: one semaphore and one breaker per client (i.e. per upstream).
 #[derive(Debug)]
@@ -108,72 +81,68 @@ fn backoff(retry: usize, base: Duration, jitter: f64) -> Duration {
     window.mul_f64(jitter.clamp(0.0, 1.0))
 }
 
-impl Client {
-    /// Replaces the retry, concurrency and breaker settings (fresh state).
-    #[must_use]
-    pub fn with_resilience(mut self, opts: ResilienceOptions) -> Self {
-        self.resilience = Resilience::new(opts);
-        self
-    }
-
+impl Resilience {
     /// Sets the circuit-state gauge (cheap; called after every breaker interaction, so the
     /// gauge follows every transition).
-    fn report_circuit_state(&self) {
-        let state = match self.resilience.breaker.state() {
+    fn report_circuit_state(&self, metrics: &Metrics) {
+        let state = match self.breaker.state() {
             BreakerState::Closed { .. } => CircuitState::Closed,
             BreakerState::HalfOpen { .. } => CircuitState::HalfOpen,
             BreakerState::Open { .. } => CircuitState::Open,
         };
-        self.metrics().circuit_state(state);
+        metrics.circuit_state(state);
     }
 
-    /// The list call with retries, the concurrency cap and the breaker, all inside one deadline.
-    pub(super) async fn list_resilient(
+    /// Runs `attempt` with retries, the concurrency cap and the breaker, all inside one
+    /// deadline of `timeout`; retries are counted into `metrics`.
+    pub(crate) async fn run<T, F, Fut>(
         &self,
-        project: &ProjectId,
-        credential: &Credential,
-    ) -> Result<Arc<ListResponse>, UpstreamError> {
-        let r = &*self.resilience;
-        let timeout = self.opts.timeout;
+        timeout: Duration,
+        metrics: &Metrics,
+        mut attempt_once: F,
+    ) -> Result<T, UpstreamError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, UpstreamError>>,
+    {
         let deadline = Instant::now() + timeout;
         let mut attempt = 1usize;
         let mut last_error: Option<UpstreamError> = None;
         loop {
-            let acquired = r.breaker.try_acquire();
-            self.report_circuit_state();
+            let acquired = self.breaker.try_acquire();
+            self.report_circuit_state(metrics);
             let permit = match acquired {
                 Ok(p) => p,
                 // After our own failed attempts the real error says more than "circuit open".
                 Err(retry_in) => return Err(last_error.unwrap_or(UpstreamError::CircuitOpen(retry_in))),
             };
-            let Ok(Ok(slot)) = timeout_at(deadline, r.permits.acquire()).await else {
+            let Ok(Ok(slot)) = timeout_at(deadline, self.permits.acquire()).await else {
                 tracing::warn!(
-                    in_flight = r.opts.max_concurrency,
+                    in_flight = self.opts.max_concurrency,
                     "no upstream concurrency slot freed up before the deadline"
                 );
                 return Err(UpstreamError::Timeout(timeout));
             };
-            let result = timeout_at(deadline, self.list_once(project, credential))
-                .await
-                .unwrap_or(Err(UpstreamError::Timeout(timeout)));
+            let result =
+                timeout_at(deadline, attempt_once()).await.unwrap_or(Err(UpstreamError::Timeout(timeout)));
             drop(slot);
             match failure(&result) {
                 Some(failed) => permit.record(failed),
                 // DLI was not asked (e.g. the IAM token could not be had): no verdict.
                 None => drop(permit),
             }
-            self.report_circuit_state();
+            self.report_circuit_state(metrics);
             let err = match result {
-                Ok(list) => return Ok(list),
+                Ok(value) => return Ok(value),
                 Err(e) => e,
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let Some(delay) = retry_delay(&err, attempt, &r.opts, remaining, rand::rng().random::<f64>())
+            let Some(delay) = retry_delay(&err, attempt, &self.opts, remaining, rand::rng().random::<f64>())
             else {
                 return Err(err);
             };
             tracing::info!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying upstream call");
-            self.metrics().upstream_retry();
+            metrics.upstream_retry();
             sleep(delay).await;
             last_error = Some(err);
             attempt += 1;

@@ -7,8 +7,9 @@
 //! redacted, and are exposed only at the moment a header (or IAM request body) is written.
 //!
 //! The service's modes: a static token (from configuration, or a file re-read when it
-//! changes), AK/SK signing ([`super::signer`]), or IAM password credentials exchanged for
-//! project-scoped tokens ([`super::iam`]).
+//! changes, [`secret_file`]), AK/SK signing ([`signer`]), or IAM password credentials
+//! exchanged for project-scoped tokens ([`iam`]); [`service`] picks one from the
+//! configuration.
 
 use std::{fmt, path::Path, sync::Arc};
 
@@ -16,15 +17,16 @@ use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use super::{
-    iam::{IamPassword, IamTokens},
-    signer::AkSk,
-};
-use crate::{
-    error::UpstreamError,
-    project_id::ProjectId,
-    secret_file::{SecretFileError, WatchedFile},
-};
+pub mod iam;
+pub mod secret_file;
+pub mod service;
+pub mod signer;
+
+use iam::{IamPassword, IamTokens};
+use secret_file::{SecretFileError, WatchedFile};
+use signer::AkSk;
+
+use crate::{error::UpstreamError, project_id::ProjectId};
 
 /// Credentials for one upstream call.
 #[derive(Clone)]
@@ -116,7 +118,7 @@ impl Credential {
             "iam",
             &[creds.endpoint.as_str(), &creds.domain, &creds.user, creds.password.expose_secret()],
         );
-        Ok(Self::Iam(Arc::new(IamTokens::new(creds, identity.clone(), timeout)?), identity))
+        Ok(Self::Iam(Arc::new(IamTokens::new(creds, timeout)?), identity))
     }
 
     /// Adds the authentication of a call on `project` to the finished request: a token

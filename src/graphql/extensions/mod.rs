@@ -1,0 +1,8 @@
+//! async-graphql extensions: document limits checked before anything executes ([`limits`]),
+//! automatic persisted queries ([`apq`]), spans and operation metrics ([`observe`]), and
+//! parsed documents kept for reuse ([`document_cache`]).
+
+pub mod apq;
+pub mod document_cache;
+pub mod limits;
+pub mod observe;

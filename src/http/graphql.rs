@@ -1,0 +1,207 @@
+//! GraphQL over HTTP: `POST /graphql` (JSON) and `GET /graphql?query=…`, per-request data
+//! (the caller's credential, a fresh DataLoader), and the response's status and headers.
+
+use std::sync::Arc;
+
+use async_graphql::{BatchResponse, ParseRequestError};
+use async_graphql_axum::GraphQLBatchRequest;
+use axum::{
+    extract::{FromRequest, Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+use super::{
+    AppState, body,
+    encoding::{self, Format},
+};
+use crate::{
+    error::{ErrorCode, http_error},
+    graphql::{ProjectLoader, apq},
+    observability::trace_context,
+    upstream::Credential,
+};
+
+/// The Cache-Control of a GraphQL response. Answers depend on the caller's credentials
+/// and DLI's live state, so nothing may be stored by default; a response cache with a
+/// TTL would answer `private, max-age=<remaining TTL>` here instead.
+pub fn cache_control(_response: &BatchResponse) -> HeaderValue {
+    HeaderValue::from_static("private, no-store")
+}
+
+/// Rejection for a request body that is not a GraphQL-over-HTTP request.
+pub struct Rejection(ParseRequestError);
+
+impl From<ParseRequestError> for Rejection {
+    fn from(e: ParseRequestError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        match self.0 {
+            ParseRequestError::PayloadTooLarge => http_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::LimitExceeded,
+                "request body too large",
+                Format::Json.content_type(),
+            ),
+            e => {
+                let message = match e {
+                    ParseRequestError::InvalidRequest(e) => format!("the body is not a GraphQL request: {e}"),
+                    ParseRequestError::Io(e) => format!("could not read the request: {e}"),
+                    ParseRequestError::InvalidFilesMap(_) | ParseRequestError::InvalidMultipart(_) => {
+                        "multipart requests are not supported".to_owned()
+                    }
+                    other => format!("bad request: {other}"),
+                };
+                http_error(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadRequest,
+                    &message,
+                    Format::Json.content_type(),
+                )
+            }
+        }
+    }
+}
+
+pub(crate) async fn post(State(state): State<AppState>, req: Request) -> Response {
+    let Some(format) = Format::negotiate(req.headers()) else {
+        return encoding::not_acceptable();
+    };
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return http_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::BadRequest,
+            "POST bodies must be application/json",
+            format.content_type(),
+        );
+    }
+    let req = match body::buffer_body(req, &state.limits, format).await {
+        Ok(req) => req,
+        Err(resp) => return resp,
+    };
+    execute(state, req, format).await
+}
+
+pub(crate) async fn get(State(state): State<AppState>, req: Request) -> Response {
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let has_query = req.uri().query().is_some_and(|q| !q.is_empty());
+    if wants_html && !has_query {
+        return super::graphiql::page().await;
+    }
+    let Some(format) = Format::negotiate(req.headers()) else {
+        return encoding::not_acceptable();
+    };
+    execute(state, req, format).await
+}
+
+async fn execute(state: AppState, req: Request, format: Format) -> Response {
+    // A caller's own token needs no API key: DLI authorises it. Otherwise the service's
+    // credential is used, and only by callers the access policy admits.
+    let credential = match caller_credential(req.headers()) {
+        Some(own) => Some(own),
+        None => match state.access.admit(req.headers()) {
+            Ok(()) => state.service_credential.clone(),
+            Err(denied) => return denied.into_response(format),
+        },
+    };
+    let is_get = req.method() == Method::GET;
+    let request_id = req.headers().get(trace_context::REQUEST_ID_HEADER).cloned();
+    let batch = match GraphQLBatchRequest::<Rejection>::from_request(req, &()).await {
+        Ok(b) => b.into_inner(),
+        Err(rejection) => return rejection.into_response(),
+    };
+    if let Some(resp) = body::check_batch(&batch, &state.limits, format) {
+        return resp;
+    }
+    if is_get
+        && batch.iter().any(|r| {
+            r.query.trim_start().starts_with("mutation") || r.query.trim_start().starts_with("subscription")
+        })
+    {
+        return http_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::BadRequest,
+            "only queries may be sent with GET",
+            format.content_type(),
+        );
+    }
+    // One loader per HTTP request: every operation and field in it shares the batches.
+    let loader = Arc::new(ProjectLoader::restricted_data_loader(
+        state.shared.clone(),
+        credential,
+        state.access.allowed_projects(),
+    ));
+    let batch = batch.data(loader);
+    let response = match request_id {
+        Some(id) => trace_context::with_request_id(id, state.schema.execute_batch(batch)).await,
+        None => state.schema.execute_batch(batch).await,
+    };
+    graphql_response(response, format)
+}
+
+/// The caller's own `X-Auth-Token`, if it sent a usable one.
+fn caller_credential(headers: &HeaderMap) -> Option<Credential> {
+    headers.get("x-auth-token").and_then(|v| v.to_str().ok()).and_then(Credential::token)
+}
+
+#[derive(Serialize)]
+struct RequestErrorBody<'a> {
+    errors: &'a [async_graphql::ServerError],
+}
+
+fn graphql_response(response: BatchResponse, format: Format) -> Response {
+    let (status, body) = match &response {
+        // A request error (parse, validation, variables) has no data; with the new media
+        // type it is a 400 and `data` must be absent.
+        BatchResponse::Single(r)
+            if format == Format::GraphqlResponseJson
+                && r.data == async_graphql::Value::Null
+                && !r.errors.is_empty()
+                // Apollo clients expect an unknown APQ hash as a 200, then resend the query.
+                && !apq::is_not_found(r) =>
+        {
+            (StatusCode::BAD_REQUEST, serde_json::to_vec(&RequestErrorBody { errors: &r.errors }))
+        }
+        _ => (StatusCode::OK, serde_json::to_vec(&response)),
+    };
+    match body {
+        Ok(body) => {
+            let cache = cache_control(&response);
+            let mut resp = (status, body).into_response();
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+            resp.headers_mut().insert(header::CACHE_CONTROL, cache);
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not serialize a response");
+            http_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::BadRequest,
+                "internal error",
+                format.content_type(),
+            )
+        }
+    }
+}
+
+pub(crate) async fn method_not_allowed() -> Response {
+    let mut resp = http_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::BadRequest,
+        "use GET or POST on /graphql",
+        Format::Json.content_type(),
+    );
+    resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+    resp
+}

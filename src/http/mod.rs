@@ -1,0 +1,148 @@
+//! The HTTP layer: routes, GraphQL over HTTP, per-request data. Holds no resolvers.
+//!
+//! `POST /graphql` (JSON), `GET /graphql?query=…` ([`graphql`]), GraphiQL at `GET /graphql`
+//! for browsers and at `/` (assets under `/graphiql/`), `GET /healthz` and `GET /metrics`
+//! ([`health`]). Content negotiation lives in [`encoding`], body limits in [`body`], API keys
+//! and allowed projects in [`access`].
+//!
+//! Every request gets an `X-Request-Id` (the client's, when valid, else a new UUID), echoed
+//! in the response, recorded on its `request` span and sent upstream.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::Request,
+    http::{HeaderValue, Method, header},
+    response::Response,
+    routing::get,
+};
+use tower_http::{
+    compression::{
+        CompressionLayer, CompressionLevel,
+        predicate::{NotForContentType, Predicate, SizeAbove},
+    },
+    cors::{AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    sensitive_headers::SetSensitiveRequestHeadersLayer,
+    trace::TraceLayer,
+};
+
+use crate::{
+    config::Limits,
+    graphql::DliSchema,
+    observability::{metrics::Metrics, trace_context},
+    upstream::{Client, Credential, SharedClient},
+};
+
+pub mod access;
+pub mod body;
+pub mod encoding;
+pub mod graphiql;
+pub mod graphql;
+pub mod health;
+
+use access::AccessPolicy;
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The executable schema.
+    pub schema: DliSchema,
+    /// The upstream client.
+    pub client: Client,
+    /// The client as resolvers use it: coalescing and the optional cache in front of `client`.
+    pub shared: SharedClient,
+    /// Compress large responses for clients that accept gzip, br or zstd.
+    pub compression: bool,
+    /// Used when the caller sends no `X-Auth-Token` (e.g. the demo's token).
+    pub service_credential: Option<Credential>,
+    /// Who may use `service_credential`, and which projects anyone may query.
+    pub access: Arc<AccessPolicy>,
+    /// This server's metrics registry, served at `/metrics`.
+    pub metrics: Metrics,
+    /// Request limits (body size and read time, batch size; the rest are in the schema).
+    pub limits: Arc<Limits>,
+}
+
+/// Responses smaller than this are sent uncompressed whatever the client accepts.
+pub const COMPRESS_MIN_BYTES: u16 = 1024;
+
+/// The router with its middleware.
+pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
+    let compression = state.compression;
+    let mut router = Router::new()
+        .route("/graphql", get(graphql::get).post(graphql::post).fallback(graphql::method_not_allowed))
+        .route("/", get(graphiql::page))
+        .route(graphiql::ASSET_ROUTE, get(graphiql::asset).layer(CompressionLayer::new().gzip(true)))
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics_text))
+        .with_state(state);
+    if compression {
+        // gzip, br or zstd when the client asks for it; small bodies are not worth the CPU.
+        // Level 1 keeps on-the-fly compression cheap (brotli's default level costs several
+        // times more CPU), and brotli's quality 0 (tower-http's `Fastest`) is both slower and
+        // worse than quality 1; gzip and zstd are at level 1 either way (docs/performance.md).
+        router = router.layer(CompressionLayer::new().quality(CompressionLevel::Precise(1)).compress_when(
+            SizeAbove::new(COMPRESS_MIN_BYTES).and(NotForContentType::GRPC).and(NotForContentType::IMAGES),
+        ));
+        // Runs first: picks the coding the compression layer then uses.
+        router = router.layer(axum::middleware::from_fn(encoding::prefer_cheapest_coding));
+    }
+    router
+        // Layers added later run first: id check, id, sensitive headers, span, echo, metrics.
+        .layer(axum::middleware::from_fn_with_state(metrics, crate::observability::metrics::track_http))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(
+            |resp: &Response, latency: std::time::Duration, span: &tracing::Span| {
+                span.record("http.response.status_code", i64::from(resp.status().as_u16()));
+                tracing::info!(
+                    status = resp.status().as_u16(),
+                    latency_ms = latency.as_millis() as u64,
+                    "request finished"
+                );
+            },
+        ))
+        // Keeps credentials out of anything that prints headers.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::HeaderName::from_static("x-auth-token"),
+            header::COOKIE,
+        ]))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn(trace_context::drop_invalid_request_id))
+}
+
+/// The `request` span: method, route pattern, request id, and later the status. It joins
+/// the caller's trace when the request carries a W3C `traceparent`.
+fn request_span(req: &Request) -> tracing::Span {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str());
+    let request_id =
+        req.headers().get(trace_context::REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let span = tracing::info_span!(
+        "request",
+        otel.name = format!("{} {route}", req.method()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        http.route = route,
+        request_id,
+        http.response.status_code = tracing::field::Empty,
+    );
+    trace_context::continue_remote_trace(&span, req.headers());
+    span
+}
+
+/// CORS for exactly these origins: GET and POST with the headers GraphQL clients send.
+pub fn cors_layer(origins: Vec<HeaderValue>) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::AUTHORIZATION,
+            header::HeaderName::from_static("x-auth-token"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+}
