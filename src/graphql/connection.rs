@@ -75,7 +75,7 @@ impl DateTime {
     /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, as chrono's `to_rfc3339_opts(Millis, true)` writes it.
     ///
     /// Written digit by digit for years 0–9999 (every real creation time): chrono goes
-    /// through `core::fmt`, which was 4% of a 50-connection request's instructions.
+    /// through `core::fmt`, which is measurably slower for long lists (docs/performance.md).
     pub fn to_rfc3339(&self) -> String {
         use chrono::{Datelike, Timelike};
         let t = self.0;

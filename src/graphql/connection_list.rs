@@ -240,8 +240,8 @@ impl Plan {
     }
 
     /// The object of one connection. It starts as a clone of `template`: cloning copies the
-    /// map's hash index, where inserting would hash every key again (SipHash; 8% of the
-    /// service's CPU time in a profile of W1).
+    /// map's hash index, where inserting would hash every key again with SipHash (a visible
+    /// share of a list's cost; docs/performance.md).
     fn render(&self, template: &IndexMap<Name, Value>, c: &Connection) -> Value {
         let mut object = template.clone();
         for ((_, value), (_, leaf)) in object.iter_mut().zip(&self.columns) {

@@ -35,6 +35,16 @@ fn connection_ids(resp: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The value of an unlabelled series in the server's `/metrics`.
+async fn metric(app: &TestApp, series: &str) -> u64 {
+    let text = app.http.get(format!("http://{}/metrics", app.addr)).send().await.expect("metrics");
+    let text = text.text().await.expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
+}
+
 /// The `X-Auth-Token` of every list call the simulator received.
 fn tokens_sent(app: &TestApp) -> Vec<String> {
     app.sim.requests().iter().filter_map(|r| r.header("x-auth-token").map(str::to_owned)).collect()
@@ -52,6 +62,9 @@ async fn concurrent_requests_for_one_project_share_one_upstream_call() {
         assert_eq!(connection_ids(resp), first);
     }
     assert_eq!(app.sim.calls_for("p1"), 1);
+    // The 19 requests that joined the first one's call are counted as coalesced.
+    assert_eq!(metric(&app, "dli_graphql_upstream_coalesced_total").await, 19);
+    assert_eq!(metric(&app, "dli_graphql_cache_hits_total").await, 0);
 }
 
 #[tokio::test]
@@ -124,6 +137,9 @@ async fn a_cached_answer_is_served_within_the_ttl() {
     // Another project is its own entry.
     app.query("{ connections(projectId: \"p2\") { name } }").await;
     assert_eq!(app.sim.calls_for("p2"), 1);
+    // Two lookups of p1 were served from the cache; p1's and p2's first lookups missed.
+    assert_eq!(metric(&app, "dli_graphql_cache_hits_total").await, 2);
+    assert_eq!(metric(&app, "dli_graphql_cache_misses_total").await, 2);
 }
 
 #[tokio::test]
