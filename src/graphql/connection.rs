@@ -1,6 +1,6 @@
 //! GraphQL types: thin views over the upstream DTOs (no copies of the strings).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_graphql::{Enum, ID, InputValueError, InputValueResult, Object, Scalar, ScalarType, Value};
 use chrono::{SecondsFormat, TimeZone, Utc};
@@ -153,74 +153,157 @@ pub(super) fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().filter(|s| !s.is_empty())
 }
 
-/// A classic datasource connection: a network link from DLI queues to a peer service
-/// (CloudTable, DWS, RDS, CSS, ...).
-#[Object]
-impl Connection {
+/// The fields of `Connection`, stated once: the derived object type (which `_entities` and
+/// the schema use) and the one-pass list renderer in `connection_list.rs` ([`Leaf`]) are both
+/// generated from this table, so the two can never map a field differently.
+macro_rules! connection_fields {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident $gql:literal fn $method:ident() -> $ty:ty = |$c:ident| $body:expr;
+    )*) => {
+        /// A selectable field of `Connection` (all are leaves that cannot fail).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(super) enum Leaf {
+            /// `__typename`.
+            Typename,
+            $($variant,)*
+        }
+
+        impl Leaf {
+            /// The field of this GraphQL name.
+            pub(super) fn from_name(name: &str) -> Option<Self> {
+                match name {
+                    "__typename" => Some(Self::Typename),
+                    $($gql => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+
+            /// The value the derived object type gives (same function, same scalar conversion).
+            pub(super) fn value(self, c: &Connection) -> Value {
+                match self {
+                    Self::Typename => Value::String("Connection".to_owned()),
+                    $(Self::$variant => {
+                        let $c = c;
+                        LeafValue::leaf_value($body)
+                    })*
+                }
+            }
+        }
+
+        /// A classic datasource connection: a network link from DLI queues to a peer service
+        /// (CloudTable, DWS, RDS, CSS, ...).
+        #[Object]
+        impl Connection {
+            $(
+                $(#[$doc])*
+                #[graphql(name = $gql)]
+                async fn $method(&self) -> $ty {
+                    let $c = self;
+                    $body
+                }
+            )*
+        }
+    };
+}
+
+connection_fields! {
     /// The DLI project the connection belongs to.
-    async fn project_id(&self) -> ID {
-        ID(self.project.as_str().to_owned())
-    }
-
+    ProjectId "projectId" fn gql_project_id() -> ID = |c| ID(c.project.as_str().to_owned());
     /// The connection's UUID (`connection_id`).
-    #[graphql(name = "connectionId")]
-    async fn gql_connection_id(&self) -> ID {
-        ID(self.connection_id().to_owned())
-    }
-
+    ConnectionId "connectionId" fn gql_connection_id() -> ID = |c| ID(c.connection_id().to_owned());
     /// The name given at creation.
-    async fn name(&self) -> &str {
-        self.dto().name.as_deref().unwrap_or("")
-    }
-
+    Name "name" fn name() -> &str = |c| c.dto().name.as_deref().unwrap_or("");
     /// The state, mapped to the documented enum (`UNKNOWN` for anything else).
-    async fn state(&self) -> ConnectionState {
-        ConnectionState::from_raw(self.dto().state.as_deref().unwrap_or(""))
-    }
-
+    State "state" fn state() -> ConnectionState =
+        |c| ConnectionState::from_raw(c.dto().state.as_deref().unwrap_or(""));
     /// The state exactly as the upstream sent it (e.g. `RUNNING`, which the enum lacks).
-    async fn raw_state(&self) -> &str {
-        self.dto().state.as_deref().unwrap_or("")
-    }
-
+    RawState "rawState" fn raw_state() -> &str = |c| c.dto().state.as_deref().unwrap_or("");
     /// The peer service as the upstream sent it: `CloudTable`, `CloudTable.OpenTSDB`,
     /// `MRS.OpenTSDB`, `DWS`, `RDS`, `CSS` (casing varies).
-    async fn service(&self) -> &str {
-        self.dto().service.as_deref().unwrap_or("")
-    }
-
+    Service "service" fn service() -> &str = |c| c.dto().service.as_deref().unwrap_or("");
     /// The address given at creation, e.g. a comma-separated ZooKeeper `host:port` list.
-    async fn destination(&self) -> &str {
-        self.dto().destination.as_deref().unwrap_or("")
-    }
-
+    Destination "destination" fn destination() -> &str = |c| c.dto().destination.as_deref().unwrap_or("");
     /// Creation progress as the upstream sends it: a fraction from 0.0 to 1.0.
-    async fn process(&self) -> f64 {
-        self.dto().process.unwrap_or(0.0)
-    }
-
+    Process "process" fn process() -> f64 = |c| c.dto().process.unwrap_or(0.0);
     /// The URL to use when creating cross-source tables; null when the upstream sends
     /// an empty string or omits it.
-    async fn connection_url(&self) -> Option<&str> {
-        non_empty(&self.dto().connection_url)
-    }
-
+    ConnectionUrl "connectionUrl" fn connection_url() -> Option<&str> = |c| non_empty(&c.dto().connection_url);
     /// The queue (cluster) the connection was created for; null when empty or omitted
     /// (connections created in SQL-queue mode have none).
-    async fn cluster_name(&self) -> Option<&str> {
-        non_empty(&self.dto().cluster_name)
-    }
-
+    ClusterName "clusterName" fn cluster_name() -> Option<&str> = |c| non_empty(&c.dto().cluster_name);
     /// Names of the queues bound to the connection (from `queue_list` and
     /// `available_queue_info`); empty when the upstream sends neither.
-    async fn queues(&self) -> Vec<&str> {
-        self.dto().queues()
-    }
-
+    Queues "queues" fn queues() -> Vec<&str> = |c| c.dto().queues();
     /// When the connection was created (the upstream's epoch milliseconds, as RFC 3339
     /// UTC); 1970-01-01T00:00:00.000Z when the upstream omits it.
-    async fn create_time(&self) -> DateTime {
-        DateTime::from_millis(self.dto().create_time.unwrap_or(0))
+    CreateTime "createTime" fn create_time() -> DateTime =
+        |c| DateTime::from_millis(c.dto().create_time.unwrap_or(0));
+}
+
+/// A field's typed value as a response value, exactly as async-graphql's output types
+/// convert it (checked by `tests/api/fast_path.rs`).
+trait LeafValue {
+    fn leaf_value(self) -> Value;
+}
+
+impl LeafValue for ID {
+    fn leaf_value(self) -> Value {
+        Value::String(self.0)
+    }
+}
+
+impl LeafValue for &str {
+    fn leaf_value(self) -> Value {
+        Value::String(self.to_owned())
+    }
+}
+
+impl LeafValue for Option<&str> {
+    fn leaf_value(self) -> Value {
+        self.map_or(Value::Null, LeafValue::leaf_value)
+    }
+}
+
+impl LeafValue for f64 {
+    fn leaf_value(self) -> Value {
+        ScalarType::to_value(&self)
+    }
+}
+
+impl LeafValue for Vec<&str> {
+    fn leaf_value(self) -> Value {
+        Value::List(self.into_iter().map(LeafValue::leaf_value).collect())
+    }
+}
+
+impl LeafValue for DateTime {
+    fn leaf_value(self) -> Value {
+        self.to_value()
+    }
+}
+
+impl LeafValue for ConnectionState {
+    /// The enum value, with its name allocated once per process.
+    fn leaf_value(self) -> Value {
+        static VALUES: LazyLock<[Value; 5]> = LazyLock::new(|| {
+            [
+                ConnectionState::Creating,
+                ConnectionState::Active,
+                ConnectionState::Failed,
+                ConnectionState::Deleted,
+                ConnectionState::Unknown,
+            ]
+            .map(async_graphql::resolver_utils::enum_value)
+        });
+        let i = match self {
+            ConnectionState::Creating => 0,
+            ConnectionState::Active => 1,
+            ConnectionState::Failed => 2,
+            ConnectionState::Deleted => 3,
+            ConnectionState::Unknown => 4,
+        };
+        VALUES[i].clone()
     }
 }
 

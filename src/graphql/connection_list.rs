@@ -16,16 +16,16 @@
 //! Invariant this relies on: no schema extension observes per-field `resolve` hooks (they
 //! would not see `Connection`'s fields), and `Connection` has no field with arguments.
 
-use std::{borrow::Cow, sync::Arc, sync::LazyLock};
+use std::{borrow::Cow, sync::Arc};
 
 use async_graphql::{
-    ContextSelectionSet, Name, OutputType, Positioned, ScalarType, ServerError, ServerResult, Value,
+    ContextSelectionSet, Name, OutputType, Positioned, ServerError, ServerResult, Value,
     indexmap::IndexMap,
     parser::types::{Field, Selection, SelectionSet},
     registry::Registry,
 };
 
-use super::connection::{Connection, ConnectionState, DateTime, non_empty};
+use super::connection::{Connection, ConnectionState, Leaf};
 use crate::{project_id::ProjectId, upstream::ListResponse};
 
 /// The connections of one project's list that passed the filters, in upstream order.
@@ -101,91 +101,6 @@ impl OutputType for ConnectionList {
         let template = plan.template();
         Ok(Value::List(self.iter().map(|c| plan.render(&template, &c)).collect()))
     }
-}
-
-/// A leaf field of `Connection`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Leaf {
-    Typename,
-    ProjectId,
-    ConnectionId,
-    Name,
-    State,
-    RawState,
-    Service,
-    Destination,
-    Process,
-    ConnectionUrl,
-    ClusterName,
-    Queues,
-    CreateTime,
-}
-
-impl Leaf {
-    fn from_name(name: &str) -> Option<Self> {
-        Some(match name {
-            "__typename" => Self::Typename,
-            "projectId" => Self::ProjectId,
-            "connectionId" => Self::ConnectionId,
-            "name" => Self::Name,
-            "state" => Self::State,
-            "rawState" => Self::RawState,
-            "service" => Self::Service,
-            "destination" => Self::Destination,
-            "process" => Self::Process,
-            "connectionUrl" => Self::ConnectionUrl,
-            "clusterName" => Self::ClusterName,
-            "queues" => Self::Queues,
-            "createTime" => Self::CreateTime,
-            _ => return None,
-        })
-    }
-
-    /// The value the derived object type would give (same scalar conversions).
-    fn value(self, c: &Connection) -> Value {
-        let dto = c.dto();
-        let text = |s: &Option<String>| Value::String(s.as_deref().unwrap_or("").to_owned());
-        let optional = |s: &Option<String>| non_empty(s).map_or(Value::Null, |s| Value::String(s.to_owned()));
-        match self {
-            Self::Typename => Value::String("Connection".to_owned()),
-            Self::ProjectId => Value::String(c.project().as_str().to_owned()),
-            Self::ConnectionId => text(&dto.connection_id),
-            Self::Name => text(&dto.name),
-            Self::State => state_value(ConnectionState::from_raw(dto.state.as_deref().unwrap_or(""))),
-            Self::RawState => text(&dto.state),
-            Self::Service => text(&dto.service),
-            Self::Destination => text(&dto.destination),
-            Self::Process => ScalarType::to_value(&dto.process.unwrap_or(0.0)),
-            Self::ConnectionUrl => optional(&dto.connection_url),
-            Self::ClusterName => optional(&dto.cluster_name),
-            Self::Queues => {
-                Value::List(dto.queues().into_iter().map(|q| Value::String(q.to_owned())).collect())
-            }
-            Self::CreateTime => DateTime::from_millis(dto.create_time.unwrap_or(0)).to_value(),
-        }
-    }
-}
-
-/// The enum value of `state`, with its name allocated once per process.
-fn state_value(state: ConnectionState) -> Value {
-    static VALUES: LazyLock<[Value; 5]> = LazyLock::new(|| {
-        [
-            ConnectionState::Creating,
-            ConnectionState::Active,
-            ConnectionState::Failed,
-            ConnectionState::Deleted,
-            ConnectionState::Unknown,
-        ]
-        .map(async_graphql::resolver_utils::enum_value)
-    });
-    let i = match state {
-        ConnectionState::Creating => 0,
-        ConnectionState::Active => 1,
-        ConnectionState::Failed => 2,
-        ConnectionState::Deleted => 3,
-        ConnectionState::Unknown => 4,
-    };
-    VALUES[i].clone()
 }
 
 /// The response keys of a `Connection` selection set, in response order, with their leaves.
