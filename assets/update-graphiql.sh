@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Refreshes the GraphiQL page's third-party files in assets/graphiql/ from the npm
-# registry. The binary embeds them (src/graphiql.rs), so the page loads nothing from
+# registry. The binary embeds them (src/http/graphiql.rs), so the page loads nothing from
 # outside the host. To move to other releases: change the versions below, run this
-# script, bump GRAPHIQL_VERSION in src/graphiql.rs, and run the browser test
+# script, bump GRAPHIQL_VERSION in src/http/graphiql.rs, and run the browser test
 # (e2e/run.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"

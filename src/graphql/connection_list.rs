@@ -62,16 +62,6 @@ impl ConnectionList {
         Self { project: project.clone(), list: list.clone(), indices }
     }
 
-    /// How many connections passed the filters.
-    pub fn len(&self) -> usize {
-        self.indices.len()
-    }
-
-    /// True when no connection passed the filters.
-    pub fn is_empty(&self) -> bool {
-        self.indices.is_empty()
-    }
-
     /// The connections one by one (for entity lookups).
     pub fn iter(&self) -> impl Iterator<Item = Connection> + '_ {
         self.indices.iter().map(|&i| Connection::new(self.project.clone(), self.list.clone(), i))

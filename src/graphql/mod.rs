@@ -3,13 +3,13 @@
 //! observation, parsed documents). Knows nothing about HTTP.
 
 pub mod connection;
-pub mod connection_list;
+pub(crate) mod connection_list;
 pub mod extensions;
-pub mod federation;
-pub mod field;
-pub mod loader;
+pub(crate) mod federation;
+pub(crate) mod field;
+pub(crate) mod loader;
 pub mod schema;
 
-pub use extensions::apq;
+pub(crate) use extensions::apq;
 pub use loader::{ProjectDataLoader, ProjectLoader};
 pub use schema::{DliSchema, SchemaOptions, build, sdl};

@@ -15,12 +15,6 @@ use axum::{
 };
 use sha2::{Digest, Sha256};
 
-/// The GraphiQL release embedded (see `assets/graphiql/VERSIONS`).
-pub const GRAPHIQL_VERSION: &str = "3.9.0";
-
-/// The React release GraphiQL runs on.
-pub const REACT_VERSION: &str = "18.3.1";
-
 /// Where the assets are mounted; the route is `/graphiql/{fingerprint}/{file}`.
 pub const ASSET_ROUTE: &str = "/graphiql/{fingerprint}/{file}";
 
@@ -126,6 +120,12 @@ pub async fn asset(Path((fingerprint, file)): Path<(String, String)>) -> Respons
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The GraphiQL release embedded (see `assets/graphiql/VERSIONS`).
+    const GRAPHIQL_VERSION: &str = "3.9.0";
+
+    /// The React release GraphiQL runs on.
+    const REACT_VERSION: &str = "18.3.1";
 
     #[test]
     fn the_page_loads_only_embedded_assets() {

@@ -35,11 +35,11 @@ use crate::{
     upstream::{Client, Credential, SharedClient},
 };
 
-pub mod access;
-pub mod body;
-pub mod encoding;
-pub mod graphiql;
-pub mod graphql;
+pub(crate) mod access;
+pub(crate) mod body;
+pub(crate) mod encoding;
+pub(crate) mod graphiql;
+pub(crate) mod graphql;
 pub mod health;
 
 use access::AccessPolicy;

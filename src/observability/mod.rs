@@ -4,4 +4,4 @@
 
 pub mod metrics;
 pub mod telemetry;
-pub mod trace_context;
+pub(crate) mod trace_context;

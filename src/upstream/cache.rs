@@ -114,12 +114,8 @@ impl<K: Hash + Eq + Clone, V: Clone> TtlCache<K, V> {
         self.state.lock().map.len()
     }
 
-    /// `true` when nothing is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The summed weight of the stored entries.
+    #[cfg(test)]
     pub fn weight(&self) -> usize {
         self.state.lock().bytes
     }

@@ -5,12 +5,12 @@
 //! GraphQL or the HTTP server.
 
 pub mod auth;
-pub mod breaker;
-pub mod cache;
+pub(crate) mod breaker;
+pub(crate) mod cache;
 pub mod client;
-pub mod coalesce;
+pub(crate) mod coalesce;
 pub mod model;
-pub mod response;
+pub(crate) mod response;
 pub mod retry;
 
 pub use auth::{Credential, CredentialIdentity};

@@ -2,7 +2,7 @@
 //! automatic persisted queries ([`apq`]), spans and operation metrics ([`observe`]), and
 //! parsed documents kept for reuse ([`document_cache`]).
 
-pub mod apq;
-pub mod document_cache;
+pub(crate) mod apq;
+pub(crate) mod document_cache;
 pub mod limits;
-pub mod observe;
+pub(crate) mod observe;
