@@ -14,7 +14,7 @@
 //! - [`project_id`]: the validated project id, the only client input in upstream URLs.
 //! - [`http`]: router and layers, GraphQL over HTTP, body limits, API keys and allowed
 //!   projects, content negotiation and compression, GraphiQL, health. No resolvers.
-//! - [`graphql`]: schema, types (views over the DTOs), the per-request DataLoader, the
+//! - [`graphql`]: schema, types (views over the DTOs), the per-request project loader, the
 //!   Apollo Federation v2 subgraph, and the schema extensions (limits, APQ, observation,
 //!   parsed documents). No HTTP.
 //! - [`upstream`]: the DLI client, DTOs, retries and breaker, coalescing and cache, and
@@ -24,10 +24,10 @@
 //!
 //! # The path of one query
 //! axum route (request id, `request` span, metrics) → [`http`] picks the credential (caller's `X-Auth-Token`, else
-//! the service's, for callers [`http::access`] admits) and attaches a fresh DataLoader →
+//! the service's, for callers [`http::access`] admits) and attaches a fresh project loader →
 //! async-graphql parses and validates → the `connections` resolver parses the
-//! [`project_id::ProjectId`] → `load_one(project)`: every field asking for that project in
-//! this request joins one batch → [`upstream::SharedClient`]: an answer cached for this
+//! [`project_id::ProjectId`] → `ProjectLoader::load(project)`: every field asking for that
+//! project in this request shares one call → [`upstream::SharedClient`]: an answer cached for this
 //! credential and project (with `--cache-ttl`), or the call already in flight for them, or
 //! one instrumented upstream GET, authorised right before
 //! it is sent (token header, IAM token, or signature) → the body is parsed once and shared
@@ -35,7 +35,7 @@
 //! become errors with a stable code on the fields that needed that project; every other
 //! field keeps its data.
 //! Federation's `_entities` ([`graphql::federation`]) resolves each representation through
-//! the same `load_one(project)`, so entity lookups join those batches too.
+//! the same `load(project)`, so entity lookups share those calls too.
 
 pub mod app;
 pub mod config;

@@ -11,7 +11,7 @@
 //! cannot attach them to the right entity. Here every representation resolves on its own:
 //! an invalid one is `null` with a `BAD_USER_INPUT` error at `["_entities", i]`, an unknown
 //! connection is `null` without an error, and the others keep their data. Lookups go through
-//! the request's DataLoader, so they share one upstream call per project with each other and
+//! the request's project loader, so they share one upstream call per project with each other and
 //! with any `connections`/`project` field of the same request.
 //!
 //! Because async-graphql only writes `@key` for types that have built-in entity resolvers,

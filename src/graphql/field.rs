@@ -1,9 +1,9 @@
 //! What every field that needs DLI data shares: loading a project's list through the
-//! request's DataLoader, and failing as an explicit `null` with the error at the field's path.
+//! request's project loader, and failing as an explicit `null` with the error at the field's path.
 
 use async_graphql::Context;
 
-use super::{connection::ConnectionState, connection_list::ConnectionList, loader::ProjectDataLoader};
+use super::{connection::ConnectionState, connection_list::ConnectionList, loader::ProjectLoader};
 use crate::{error, project_id::ProjectId};
 
 /// Resolves a failed nullable field to `null` and records its error with the field's path.
@@ -20,7 +20,7 @@ pub fn null_on_error<T>(ctx: &Context<'_>, result: async_graphql::Result<T>) -> 
     }
 }
 
-/// Loads `project` through the request's DataLoader and applies the filters.
+/// Loads `project` through the request's loader and applies the filters.
 pub async fn connections_of(
     ctx: &Context<'_>,
     project: &ProjectId,
@@ -28,13 +28,10 @@ pub async fn connections_of(
     service: Option<&str>,
 ) -> async_graphql::Result<ConnectionList> {
     let loader = ctx
-        .data::<std::sync::Arc<ProjectDataLoader>>()
-        .map_err(|_| error::internal("no data loader for this request"))?;
-    // `Infallible` error type: per-project failures travel inside the value.
-    let Ok(loaded) = loader.load_one(project.clone()).await;
-    match loaded {
-        Some(Ok(list)) => Ok(ConnectionList::filtered(project, &list, state, service)),
-        Some(Err(e)) => Err(e.to_graphql(project)),
-        None => Err(error::internal("project was not loaded")),
+        .data::<std::sync::Arc<ProjectLoader>>()
+        .map_err(|_| error::internal("no project loader for this request"))?;
+    match loader.load(project).await {
+        Ok(list) => Ok(ConnectionList::filtered(project, &list, state, service)),
+        Err(e) => Err(e.to_graphql(project)),
     }
 }

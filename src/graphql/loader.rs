@@ -1,17 +1,27 @@
-//! The per-request DataLoader: one upstream call per distinct project per request (and,
-//! through [`SharedClient`], at most one in flight per project and credential across requests).
+//! The per-request loader: one upstream call per distinct project per request (and, through
+//! [`SharedClient`], at most one in flight per project and credential across requests).
+//!
+//! Every field that needs a project's list asks [`ProjectLoader::load`]. The first ask for a
+//! project starts its call as a shared future and keeps it; every later ask in the same
+//! request (aliases, nested `project { connections }`, `_entities`) awaits that same future.
+//! Fields of one request are resolved concurrently, so asks for different projects run their
+//! calls concurrently. There is no batching window: DLI has no multi-project call, so a
+//! batch would only wait for nothing, and a timer-based window (async-graphql's DataLoader
+//! waits 1 ms) was spent in every request's latency.
 
 use std::{
     collections::{HashMap, HashSet},
-    convert::Infallible,
     sync::Arc,
 };
 
-use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
+use futures::{
+    FutureExt as _,
+    future::{BoxFuture, Shared},
+};
+use parking_lot::Mutex;
 
 use crate::{
     error::UpstreamError,
-    observability::trace_context,
     project_id::ProjectId,
     upstream::{Credential, ListOutcome, SharedClient},
 };
@@ -19,64 +29,57 @@ use crate::{
 /// The outcome of one project's list call, shared by every field that asked for it.
 pub type ProjectResult = ListOutcome;
 
-/// Loads connection lists by project with one request's credential.
+type Call = Shared<BoxFuture<'static, ProjectResult>>;
+
+/// Loads connection lists by project with one request's credential. Lives as long as the
+/// request, so later fields reuse the first answer.
 ///
-/// Each key carries its own result, so one failing project never fails the fields of
-/// another project that happened to share its batch.
+/// Each project carries its own result, so one failing project never fails the fields of
+/// another project.
 pub struct ProjectLoader {
     client: SharedClient,
     credential: Option<Credential>,
     allowed: Option<Arc<HashSet<ProjectId>>>,
+    calls: Mutex<HashMap<ProjectId, Call>>,
 }
 
-/// The DataLoader type stored in each request's data. Its cache lives as long as the
-/// request, so later fields (nested or entity lookups) reuse the first answer.
-pub type ProjectDataLoader = DataLoader<ProjectLoader, HashMapCache>;
-
 impl ProjectLoader {
-    /// A DataLoader for one GraphQL request made with `credential`.
-    pub fn data_loader(client: SharedClient, credential: Option<Credential>) -> ProjectDataLoader {
-        Self::restricted_data_loader(client, credential, None)
-    }
-
-    /// Like [`Self::data_loader`]; projects outside `allowed` (when given) fail as
-    /// `FORBIDDEN` without an upstream call.
-    pub fn restricted_data_loader(
+    /// A loader for one GraphQL request made with `credential`; projects outside `allowed`
+    /// (when given) fail as `FORBIDDEN` without an upstream call.
+    pub fn new(
         client: SharedClient,
         credential: Option<Credential>,
         allowed: Option<Arc<HashSet<ProjectId>>>,
-    ) -> ProjectDataLoader {
-        // The batch task keeps the request id and span of the request that started it.
-        DataLoader::with_cache(
-            Self { client, credential, allowed },
-            trace_context::spawn_in_context,
-            HashMapCache::default(),
-        )
+    ) -> Self {
+        Self { client, credential, allowed, calls: Mutex::default() }
     }
-}
 
-impl Loader<ProjectId> for ProjectLoader {
-    type Value = ProjectResult;
-    type Error = Infallible;
-
-    async fn load(&self, keys: &[ProjectId]) -> Result<HashMap<ProjectId, ProjectResult>, Infallible> {
-        let mut results = HashMap::with_capacity(keys.len());
-        let (keys, refused): (Vec<&ProjectId>, Vec<&ProjectId>) =
-            keys.iter().partition(|k| self.allowed.as_ref().is_none_or(|allowed| allowed.contains(*k)));
-        if !refused.is_empty() {
-            let err = Arc::new(UpstreamError::ProjectNotAllowed);
-            results.extend(refused.into_iter().map(|k| (k.clone(), Err(err.clone()))));
-        }
-        let Some(credential) = &self.credential else {
-            // Nothing to authenticate with: no upstream call at all.
-            let err = Arc::new(UpstreamError::NoCredentials);
-            results.extend(keys.into_iter().map(|k| (k.clone(), Err(err.clone()))));
-            return Ok(results);
+    /// The list of `project`: the call this request already made or started for it, or a
+    /// new one.
+    pub async fn load(&self, project: &ProjectId) -> ProjectResult {
+        let call = {
+            let mut calls = self.calls.lock();
+            match calls.get(project) {
+                Some(call) => call.clone(),
+                None => {
+                    let call = self.start(project.clone());
+                    calls.insert(project.clone(), call.clone());
+                    call
+                }
+            }
         };
-        let calls = keys.into_iter().map(|project| async move {
-            (project.clone(), self.client.list_connections(project, credential).await)
-        });
-        results.extend(futures::future::join_all(calls).await);
-        Ok(results)
+        call.await
+    }
+
+    fn start(&self, project: ProjectId) -> Call {
+        if self.allowed.as_ref().is_some_and(|allowed| !allowed.contains(&project)) {
+            return futures::future::ready(Err(Arc::new(UpstreamError::ProjectNotAllowed))).boxed().shared();
+        }
+        let Some(credential) = self.credential.clone() else {
+            // Nothing to authenticate with: no upstream call at all.
+            return futures::future::ready(Err(Arc::new(UpstreamError::NoCredentials))).boxed().shared();
+        };
+        let client = self.client.clone();
+        async move { client.list_connections(&project, &credential).await }.boxed().shared()
     }
 }

@@ -1,5 +1,5 @@
 //! Everything that comes in as GraphQL: the schema, its types (thin views over the upstream
-//! DTOs), the per-request DataLoader, Federation, and the schema extensions (limits, APQ,
+//! DTOs), the per-request project loader, Federation, and the schema extensions (limits, APQ,
 //! observation, parsed documents). Knows nothing about HTTP.
 
 pub mod connection;
@@ -11,5 +11,5 @@ pub(crate) mod loader;
 pub mod schema;
 
 pub(crate) use extensions::apq;
-pub use loader::{ProjectDataLoader, ProjectLoader};
+pub use loader::ProjectLoader;
 pub use schema::{DliSchema, SchemaOptions, build, sdl};

@@ -8,7 +8,7 @@
 //! a GraphQL `UNAUTHENTICATED` error and causes no upstream call.
 //!
 //! `--allowed-projects` restricts the project ids anyone may query; the per-request
-//! DataLoader refuses the others with `FORBIDDEN` before any upstream call.
+//! project loader refuses the others with `FORBIDDEN` before any upstream call.
 
 use std::{collections::HashSet, path::PathBuf, sync::Arc};
 

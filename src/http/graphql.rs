@@ -1,5 +1,5 @@
 //! GraphQL over HTTP: `POST /graphql` (JSON) and `GET /graphql?query=…`, per-request data
-//! (the caller's credential, a fresh DataLoader), and the response's status and headers.
+//! (the caller's credential, a fresh project loader), and the response's status and headers.
 
 use std::sync::Arc;
 
@@ -136,12 +136,9 @@ async fn execute(state: AppState, req: Request, format: Format) -> Response {
             format.content_type(),
         );
     }
-    // One loader per HTTP request: every operation and field in it shares the batches.
-    let loader = Arc::new(ProjectLoader::restricted_data_loader(
-        state.shared.clone(),
-        credential,
-        state.access.allowed_projects(),
-    ));
+    // One loader per HTTP request: every operation and field in it shares its calls.
+    let loader =
+        Arc::new(ProjectLoader::new(state.shared.clone(), credential, state.access.allowed_projects()));
     let batch = batch.data(loader);
     let response = match request_id {
         Some(id) => trace_context::with_request_id(id, state.schema.execute_batch(batch)).await,

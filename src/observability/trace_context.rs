@@ -1,18 +1,16 @@
 //! What follows one request from the HTTP layer to the upstream call: its `X-Request-Id`
 //! and its tracing span (and so its W3C trace context).
 //!
-//! The request id rides in a task-local set by the HTTP layer; the DataLoader's batch
-//! task is spawned with [`spawn_in_context`], which carries both the id and the current
-//! span over, so the upstream call's span is a child of the operation's and
+//! The request id rides in a task-local set by the HTTP layer; upstream calls run inside
+//! the request's task (or, when shared across requests, in a task spawned with the id and
+//! the current span), so the upstream call's span is a child of the operation's and
 //! [`upstream_headers`] can send `X-Request-Id` and `traceparent` to DLI.
 
 use std::future::Future;
 
-use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The request id header, in and out.
@@ -59,16 +57,6 @@ pub fn current_request_id() -> Option<HeaderValue> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
-/// A spawner for work done on behalf of the current request (the DataLoader's batches):
-/// the spawned task keeps the request id and runs inside the current span.
-pub fn spawn_in_context(fut: BoxFuture<'static, ()>) -> tokio::task::JoinHandle<()> {
-    let fut = fut.instrument(tracing::Span::current());
-    match current_request_id() {
-        Some(id) => tokio::spawn(REQUEST_ID.scope(id, fut)),
-        None => tokio::spawn(fut),
-    }
-}
-
 /// Headers for an upstream call made in the current context: `X-Request-Id`, and the
 /// W3C `traceparent`/`tracestate` of the current span when spans are exported.
 pub fn upstream_headers() -> HeaderMap {
@@ -113,16 +101,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_request_id_follows_spawned_batches() {
+    async fn the_request_id_is_set_only_inside_its_request() {
         let id = HeaderValue::from_static("req-1");
-        let seen = with_request_id(id.clone(), async {
-            spawn_in_context(Box::pin(async {
-                assert_eq!(current_request_id(), Some(HeaderValue::from_static("req-1")));
-            }))
-            .await
-        })
-        .await;
-        assert!(seen.is_ok());
+        let seen = with_request_id(id.clone(), async { current_request_id() }).await;
+        assert_eq!(seen, Some(HeaderValue::from_static("req-1")));
         assert_eq!(current_request_id(), None);
         let headers = with_request_id(id, async { upstream_headers() }).await;
         assert_eq!(headers.get("x-request-id").map(|v| v.as_bytes()), Some(&b"req-1"[..]));
