@@ -71,6 +71,7 @@ impl App {
             access: Arc::new(access),
             metrics: metrics.clone(),
             limits: Arc::new(config.limits.clone()),
+            executions: config.share.coalesce().then(Arc::default),
         });
         let origins = config.cors_origins()?;
         if !origins.is_empty() {

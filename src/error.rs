@@ -328,15 +328,25 @@ pub fn http_limit_error(
     write_error_body(status, content_type, &message, ext)
 }
 
+/// The JSON of a one-error GraphQL response with `code`, for answers built outside axum's
+/// response type.
+pub fn error_body(code: ErrorCode, message: &str) -> Vec<u8> {
+    error_json(message, BodyExtensions { code: code.as_str(), limit: None, max: None })
+}
+
+fn error_json(message: &str, extensions: BodyExtensions<'_>) -> Vec<u8> {
+    let body = ErrorBody { errors: [ErrorEntry { message, extensions }] };
+    // Serializing strings and numbers cannot fail; an empty body would still carry the status.
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
 fn write_error_body(
     status: StatusCode,
     content_type: &'static str,
     message: &str,
     extensions: BodyExtensions<'_>,
 ) -> Response {
-    let body = ErrorBody { errors: [ErrorEntry { message, extensions }] };
-    // Serializing strings and numbers cannot fail; an empty body would still carry the status.
-    let body = serde_json::to_vec(&body).unwrap_or_default();
+    let body = error_json(message, extensions);
     (
         status,
         [

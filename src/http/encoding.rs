@@ -27,7 +27,7 @@ use crate::error::{ErrorCode, http_error};
 pub const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 
 /// The response media type the client asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// `application/graphql-response+json`: request errors are HTTP 400.
     GraphqlResponseJson,

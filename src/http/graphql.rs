@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_graphql::{BatchResponse, ParseRequestError};
 use async_graphql_axum::GraphQLBatchRequest;
 use axum::{
+    body::Bytes,
     extract::{FromRequest, Request, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
@@ -15,6 +16,7 @@ use serde::Serialize;
 use super::{
     AppState, body,
     encoding::{self, Format},
+    share::{self, Encoded, Key},
 };
 use crate::{
     error::{ErrorCode, http_error},
@@ -115,8 +117,29 @@ async fn execute(state: AppState, req: Request, format: Format) -> Response {
             Err(denied) => return denied.into_response(format),
         },
     };
-    let is_get = req.method() == Method::GET;
+    let method = req.method().clone();
+    let is_get = method == Method::GET;
     let request_id = req.headers().get(trace_context::REQUEST_ID_HEADER).cloned();
+    // The request's own bytes identify identical requests (the body is already in memory).
+    let (req, request_bytes) = match &state.executions {
+        Some(_) if is_get => {
+            let query = Bytes::copy_from_slice(req.uri().query().unwrap_or("").as_bytes());
+            (req, Some(query))
+        }
+        Some(_) => {
+            let (parts, body) = req.into_parts();
+            let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+                return http_error(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadRequest,
+                    "could not read the request body",
+                    format.content_type(),
+                );
+            };
+            (Request::from_parts(parts, axum::body::Body::from(bytes.clone())), Some(bytes))
+        }
+        None => (req, None),
+    };
     let batch = match GraphQLBatchRequest::<Rejection>::from_request(req, &()).await {
         Ok(b) => b.into_inner(),
         Err(rejection) => return rejection.into_response(),
@@ -136,15 +159,26 @@ async fn execute(state: AppState, req: Request, format: Format) -> Response {
             format.content_type(),
         );
     }
+    let identity = credential.as_ref().map(Credential::identity);
     // One loader per HTTP request: every operation and field in it shares its calls.
     let loader =
         Arc::new(ProjectLoader::new(state.shared.clone(), credential, state.access.allowed_projects()));
     let batch = batch.data(loader);
-    let response = match request_id {
-        Some(id) => trace_context::with_request_id(id, state.schema.execute_batch(batch)).await,
-        None => state.schema.execute_batch(batch).await,
+    let schema = state.schema.clone();
+    let run = async move {
+        let response = match request_id {
+            Some(id) => trace_context::with_request_id(id, schema.execute_batch(batch)).await,
+            None => schema.execute_batch(batch).await,
+        };
+        encode(&response, format)
     };
-    graphql_response(response, format)
+    match (&state.executions, request_bytes) {
+        (Some(executions), Some(bytes)) => {
+            let key = Key::new(identity, format, &method, bytes);
+            executions.run(key, run, || state.metrics.shared_execution()).await.to_response()
+        }
+        _ => run.await.to_response(),
+    }
 }
 
 /// The caller's own `X-Auth-Token`, if it sent a usable one.
@@ -157,8 +191,9 @@ struct RequestErrorBody<'a> {
     errors: &'a [async_graphql::ServerError],
 }
 
-fn graphql_response(response: BatchResponse, format: Format) -> Response {
-    let (status, body) = match &response {
+/// The status, headers and body of a GraphQL response in `format`.
+fn encode(response: &BatchResponse, format: Format) -> Encoded {
+    let (status, body) = match response {
         // A request error (parse, validation, variables) has no data; with the new media
         // type it is a 400 and `data` must be absent.
         BatchResponse::Single(r)
@@ -170,24 +205,18 @@ fn graphql_response(response: BatchResponse, format: Format) -> Response {
         {
             (StatusCode::BAD_REQUEST, serde_json::to_vec(&RequestErrorBody { errors: &r.errors }))
         }
-        _ => (StatusCode::OK, serde_json::to_vec(&response)),
+        _ => (StatusCode::OK, serde_json::to_vec(response)),
     };
     match body {
-        Ok(body) => {
-            let cache = cache_control(&response);
-            let mut resp = (status, body).into_response();
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-            resp.headers_mut().insert(header::CACHE_CONTROL, cache);
-            resp
-        }
+        Ok(body) => Encoded {
+            status,
+            content_type: format.content_type(),
+            cache_control: cache_control(response),
+            body: body.into(),
+        },
         Err(e) => {
             tracing::error!(error = %e, "could not serialize a response");
-            http_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::BadRequest,
-                "internal error",
-                format.content_type(),
-            )
+            share::internal_error(format)
         }
     }
 }

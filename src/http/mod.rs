@@ -41,6 +41,7 @@ pub(crate) mod encoding;
 pub(crate) mod graphiql;
 pub(crate) mod graphql;
 pub mod health;
+pub(crate) mod share;
 
 use access::AccessPolicy;
 
@@ -63,6 +64,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Request limits (body size and read time, batch size; the rest are in the schema).
     pub limits: Arc<Limits>,
+    /// Identical concurrent requests share one execution (off with `--no-coalesce`).
+    pub(crate) executions: Option<Arc<share::Executions>>,
 }
 
 /// Responses smaller than this are sent uncompressed whatever the client accepts.

@@ -45,6 +45,8 @@ pub const UPSTREAM_DURATION: &str = "dli_graphql_upstream_request_duration_secon
 pub const UPSTREAM_RETRIES: &str = "dli_graphql_upstream_retries_total";
 /// `dli_graphql_upstream_coalesced_total`.
 pub const UPSTREAM_COALESCED: &str = "dli_graphql_upstream_coalesced_total";
+/// `dli_graphql_shared_executions_total`.
+pub const SHARED_EXECUTIONS: &str = "dli_graphql_shared_executions_total";
 /// `dli_graphql_cache_hits_total`.
 pub const CACHE_HITS: &str = "dli_graphql_cache_hits_total";
 /// `dli_graphql_cache_misses_total`.
@@ -155,12 +157,17 @@ impl Metrics {
                 UPSTREAM_COALESCED,
                 "Upstream calls saved by joining an identical call in flight."
             );
+            describe_counter!(
+                SHARED_EXECUTIONS,
+                "GraphQL requests answered by an identical request's execution in flight."
+            );
             describe_counter!(CACHE_HITS, "Upstream answers served from the response cache.");
             describe_counter!(CACHE_MISSES, "Response cache lookups that had to call upstream.");
             describe_gauge!(CIRCUIT_STATE, "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.");
             gauge!(HTTP_IN_FLIGHT).set(0.0);
             counter!(UPSTREAM_RETRIES).absolute(0);
             counter!(UPSTREAM_COALESCED).absolute(0);
+            counter!(SHARED_EXECUTIONS).absolute(0);
             counter!(CACHE_HITS).absolute(0);
             counter!(CACHE_MISSES).absolute(0);
             gauge!(CIRCUIT_STATE).set(CircuitState::Closed.value());
@@ -241,6 +248,11 @@ impl Metrics {
     /// One upstream call saved because an identical one was already in flight.
     pub fn upstream_coalesced(&self) {
         self.with(|| counter!(UPSTREAM_COALESCED).increment(1));
+    }
+
+    /// One request answered by an identical request's execution in flight.
+    pub fn shared_execution(&self) {
+        self.with(|| counter!(SHARED_EXECUTIONS).increment(1));
     }
 
     /// One answer served from the response cache.

@@ -54,7 +54,13 @@ fn tokens_sent(app: &TestApp) -> Vec<String> {
 async fn concurrent_requests_for_one_project_share_one_upstream_call() {
     let app = spawn_app().await;
     app.sim.set_fault("p1", Fault::delay(Duration::from_millis(300)));
-    let responses = concurrently(&app, 20, TOKEN, QUERY).await;
+    // Twenty different documents (operation names differ), so each executes on its own.
+    let app = &app;
+    let calls = (0..20).map(|i| {
+        let body = json!({ "query": format!("query Q{i} {{ connections(projectId: \"p1\") {{ connectionId name }} }}") });
+        async move { app.post_with_token(&body, Some(TOKEN)).await }
+    });
+    let responses: Vec<Value> = join_all(calls).await.into_iter().map(|(_, r)| r).collect();
     let first = connection_ids(&responses[0]);
     assert_eq!(first.len(), 12);
     for resp in &responses {
@@ -63,8 +69,51 @@ async fn concurrent_requests_for_one_project_share_one_upstream_call() {
     }
     assert_eq!(app.sim.calls_for("p1"), 1);
     // The 19 requests that joined the first one's call are counted as coalesced.
-    assert_eq!(metric(&app, "dli_graphql_upstream_coalesced_total").await, 19);
-    assert_eq!(metric(&app, "dli_graphql_cache_hits_total").await, 0);
+    assert_eq!(metric(app, "dli_graphql_upstream_coalesced_total").await, 19);
+    assert_eq!(metric(app, "dli_graphql_shared_executions_total").await, 0);
+    assert_eq!(metric(app, "dli_graphql_cache_hits_total").await, 0);
+}
+
+#[tokio::test]
+async fn identical_concurrent_requests_share_one_execution_and_its_bytes() {
+    let app = spawn_app().await;
+    app.sim.set_fault("p1", Fault::delay(Duration::from_millis(300)));
+    let body = json!({ "query": QUERY });
+    let calls = (0..10).map(|_| async {
+        let resp = app
+            .http
+            .post(app.graphql_url())
+            .header("X-Auth-Token", TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("answer");
+        (resp.status().as_u16(), resp.bytes().await.expect("body"))
+    });
+    let answers = join_all(calls).await;
+    assert!(answers.iter().all(|(status, bytes)| *status == 200 && *bytes == answers[0].1));
+    let first: Value = serde_json::from_slice(&answers[0].1).expect("JSON");
+    assert_eq!(connection_ids(&first).len(), 12);
+    assert_eq!(app.sim.calls_for("p1"), 1);
+    assert_eq!(metric(&app, "dli_graphql_shared_executions_total").await, 9);
+    // Once it has finished, the same request executes again.
+    app.post(&body).await;
+    assert_eq!(app.sim.calls_for("p1"), 2);
+    assert_eq!(metric(&app, "dli_graphql_shared_executions_total").await, 9);
+}
+
+#[tokio::test]
+async fn identical_requests_with_different_tokens_never_share_an_execution() {
+    let app = spawn_app().await;
+    app.sim.set_fault("p1", Fault::delay(Duration::from_millis(300)));
+    let (mine, theirs) =
+        tokio::join!(concurrently(&app, 5, TOKEN, QUERY), concurrently(&app, 5, OTHER_TOKEN, QUERY));
+    assert!(mine.iter().chain(&theirs).all(|r| errors(r).is_empty()));
+    // One execution per identity: four followers each.
+    assert_eq!(metric(&app, "dli_graphql_shared_executions_total").await, 8);
+    let tokens = tokens_sent(&app);
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
+    assert!(tokens.contains(&TOKEN.to_owned()) && tokens.contains(&OTHER_TOKEN.to_owned()));
 }
 
 #[tokio::test]
@@ -78,6 +127,15 @@ async fn concurrent_requests_with_different_tokens_never_share_a_call() {
     let mut sent = tokens_sent(&app);
     sent.sort();
     assert_eq!(sent, vec![OTHER_TOKEN.to_owned(), TOKEN.to_owned()]);
+}
+
+#[tokio::test]
+async fn no_coalesce_shares_no_execution_either() {
+    let app = spawn_app_with(&["--no-coalesce"], SimOptions::default()).await;
+    app.sim.set_fault("p1", Fault::delay(Duration::from_millis(200)));
+    concurrently(&app, 5, TOKEN, QUERY).await;
+    assert_eq!(app.sim.calls_for("p1"), 5);
+    assert_eq!(metric(&app, "dli_graphql_shared_executions_total").await, 0);
 }
 
 #[tokio::test]
