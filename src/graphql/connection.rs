@@ -155,12 +155,15 @@ pub(super) fn non_empty(s: &Option<String>) -> Option<&str> {
 
 /// The fields of `Connection`, stated once: the derived object type (which `_entities` and
 /// the schema use) and the one-pass list renderer in `connection_list.rs` ([`Leaf`]) are both
-/// generated from this table, so the two can never map a field differently.
+/// generated from this table, so the two can never map a field differently. Fields that need
+/// more than the list item (arguments, upstream calls) go in the `@other` block: they are
+/// resolved by async-graphql alone, and a list that selects one is resolved generically.
 macro_rules! connection_fields {
     ($(
         $(#[$doc:meta])*
         $variant:ident $gql:literal fn $method:ident() -> $ty:ty = |$c:ident| $body:expr;
-    )*) => {
+    )*
+    @other { $($other:tt)* }) => {
         /// A selectable field of `Connection` (all are leaves that cannot fail).
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub(super) enum Leaf {
@@ -203,6 +206,7 @@ macro_rules! connection_fields {
                     $body
                 }
             )*
+            $($other)*
         }
     };
 }
@@ -239,6 +243,7 @@ connection_fields! {
     /// UTC); 1970-01-01T00:00:00.000Z when the upstream omits it.
     CreateTime "createTime" fn create_time() -> DateTime =
         |c| DateTime::from_millis(c.dto().create_time.unwrap_or(0));
+    @other {}
 }
 
 /// A field's typed value as a response value, exactly as async-graphql's output types
