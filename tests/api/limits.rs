@@ -226,3 +226,59 @@ async fn a_cached_document_is_checked_again_on_every_request() {
         assert_limit(&app.query(&aliases(3, |_| "p1".into())).await, "max-tokens");
     }
 }
+
+#[tokio::test]
+async fn a_validated_operation_is_held_to_every_limit_each_time_it_comes_back() {
+    let app = spawn_app_with(
+        &["--max-depth", "3", "--max-complexity", "20", "--max-upstream-fields", "2"],
+        SimOptions::default(),
+    )
+    .await;
+    let deep = "{ __schema { types { fields { type { name } } } } }";
+    let wide: Vec<String> = (0..21).map(|i| format!("t{i}: __typename")).collect();
+    let wide = format!("{{ {} }}", wide.join(" "));
+    let fan_out = aliases(3, |_| "p1".into());
+    // Without variables a document's validation is kept after the first time: the same
+    // texts must still be refused, every time, by the limit that refused them first.
+    for _ in 0..3 {
+        assert_limit(&app.query(deep).await, "max-depth");
+        assert_limit(&app.query(&wide).await, "max-complexity");
+        assert_limit(&app.query(&fan_out).await, "max-upstream-fields");
+    }
+    assert_eq!(app.sim.stats().calls, 0);
+    // An operation that passed keeps passing, and runs like a fresh one each time.
+    let ok = "{ connections(projectId: \"p1\") { name } }";
+    for n in 1..=3 {
+        let resp = app.query(ok).await;
+        assert!(resp.get("errors").is_none(), "{resp:#}");
+        assert_eq!(app.sim.stats().calls, n);
+    }
+    // Invalid variables for a document that validated before are still a request error.
+    let q = "query($s: ConnectionState) { connections(projectId: \"p1\", state: $s) { name } }";
+    assert!(app.query_vars(q, json!({ "s": "ACTIVE" })).await.get("errors").is_none());
+    for _ in 0..2 {
+        let resp = app.query_vars(q, json!({ "s": "NOT_A_STATE" })).await;
+        assert_eq!(errors(&resp)[0]["extensions"]["code"], "BAD_REQUEST", "{resp:#}");
+        assert!(resp.get("data").is_none_or(Value::is_null), "{resp:#}");
+    }
+    // Two operations in one document are kept apart by their names.
+    let two = "query A { a: __typename } query B { b: __typename }";
+    for _ in 0..2 {
+        let a = app.post(&json!({ "query": two, "operationName": "A" })).await.1;
+        assert_eq!(a, json!({ "data": { "a": "Query" } }));
+        let b = app.post(&json!({ "query": two, "operationName": "B" })).await.1;
+        assert_eq!(b, json!({ "data": { "b": "Query" } }));
+        let none = app.post(&json!({ "query": two })).await.1;
+        assert_eq!(errors(&none)[0]["extensions"]["code"], "BAD_REQUEST", "{none:#}");
+    }
+}
+
+#[tokio::test]
+async fn introspection_stays_refused_for_a_document_seen_before() {
+    let app = spawn_app_with(&["--disable-introspection"], SimOptions::default()).await;
+    for _ in 0..3 {
+        let resp = app.query("{ __schema { queryType { name } } }").await;
+        assert_eq!(errors(&resp)[0]["extensions"]["code"], "BAD_REQUEST", "{resp:#}");
+        assert!(resp.get("data").is_none_or(Value::is_null), "{resp:#}");
+    }
+}

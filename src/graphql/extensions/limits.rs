@@ -28,6 +28,9 @@ use async_graphql::{
     parser::types::{DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet},
 };
 
+use parking_lot::Mutex;
+
+use super::document_cache::{DocumentCache, OperationKey};
 use crate::{
     config::Limits,
     error::{self, ErrorCode, limit_error},
@@ -48,16 +51,21 @@ pub struct DocumentLimits {
     /// instead of async-graphql's silent `null`.
     pub introspection: bool,
     /// Where documents are parsed (and parses reused).
-    pub documents: Arc<super::document_cache::DocumentCache>,
+    pub documents: Arc<DocumentCache>,
 }
 
 impl ExtensionFactory for DocumentLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentLimitsExtension(self.clone()))
+        Arc::new(DocumentLimitsExtension { config: self.clone(), operation: Mutex::default() })
     }
 }
 
-struct DocumentLimitsExtension(DocumentLimits);
+/// One request's limits check.
+struct DocumentLimitsExtension {
+    config: DocumentLimits,
+    /// Under which key this request's validation may be reused (see `DocumentCache`).
+    operation: Mutex<Option<OperationKey>>,
+}
 
 /// The pre-parse checks (length, tokens, nesting) alone, for registration before anything
 /// that parses documents itself (automatic persisted queries parse the documents they
@@ -105,7 +113,7 @@ impl Extension for DocumentLimitsExtension {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        let limits = &*self.0.limits;
+        let limits = &*self.config.limits;
         // The text was scanned by `DocumentScan` (registered first); a persisted query
         // arrives parsed here, and was scanned when it was registered.
         // Parsed here (and kept in the request, so not parsed twice) to measure the document
@@ -113,11 +121,16 @@ impl Extension for DocumentLimitsExtension {
         // spreads without memoisation, which a fragment bomb turns into exponential work.
         // An empty text is a persisted query, which arrives parsed.
         if !request.query.is_empty() {
-            request.set_parsed_query(self.0.documents.parse(&request.query)?);
+            request.set_parsed_query(self.config.documents.parse(&request.query)?);
         }
+        *self.operation.lock() = DocumentCache::operation_key(
+            &request.query,
+            request.operation_name.as_deref(),
+            !request.variables.is_empty(),
+        );
         let variables = std::mem::take(&mut request.variables);
         let checked = request.parsed_query().and_then(|doc| {
-            if !self.0.introspection && asks_for_introspection(doc) {
+            if !self.config.introspection && asks_for_introspection(doc) {
                 return Err(error::request_error(
                     "introspection is disabled on this server",
                     ErrorCode::BadRequest,
@@ -140,7 +153,7 @@ impl Extension for DocumentLimitsExtension {
         next.run(ctx, query, variables).await.map_err(|e| {
             // async-graphql's own recursion check (fragments included) runs in this step.
             if e.message.starts_with("The recursion depth of the query") {
-                limit_error("max-depth", self.0.limits.max_depth, "the query is nested too deeply")
+                limit_error("max-depth", self.config.limits.max_depth, "the query is nested too deeply")
             } else {
                 e
             }
@@ -152,8 +165,19 @@ impl Extension for DocumentLimitsExtension {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await?;
-        let limits = &*self.0.limits;
+        let key = self.operation.lock().take();
+        let documents = &self.config.documents;
+        let result = match key.as_ref().and_then(|k| documents.validated(k)) {
+            Some(kept) => kept,
+            None => {
+                let result = next.run(ctx).await?;
+                if let Some(key) = key {
+                    documents.remember_validated(key, result);
+                }
+                result
+            }
+        };
+        let limits = &*self.config.limits;
         if result.depth > limits.max_depth {
             return Err(vec![limit_error(
                 "max-depth",
