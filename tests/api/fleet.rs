@@ -374,6 +374,54 @@ async fn redis_killed_mid_run_and_restarted_fails_no_request_and_shows_fallback_
 }
 
 #[tokio::test]
+async fn a_frozen_then_flushed_redis_fails_no_request() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let redis = RedisServer::start();
+    let fleet = Arc::new(fleet(3, Some(&redis), &["--cache-ttl", "100ms"], SimOptions::default()).await);
+    let load = {
+        let fleet = Arc::clone(&fleet);
+        tokio::spawn(async move {
+            fleet
+                .load(8, Duration::from_millis(2500), |_, c, _| {
+                    format!("{{ connections(projectId: \"p{}\") {{ name }} }}", c % 3)
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.freeze(true);
+    until_fallback_is(&fleet, 1.0).await;
+    redis.freeze(false);
+    until_fallback_is(&fleet, 0.0).await;
+    let mut conn = redis.connection().await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.expect("FLUSHALL");
+    let responses = load.await.expect("load task");
+    let failed = responses.iter().filter(|r| !ok(r)).count();
+    eprintln!(
+        "fleet (c'): {} requests while Redis froze, thawed and was flushed, {failed} failed",
+        responses.len()
+    );
+    assert_eq!(failed, 0, "{:?}", responses.iter().find(|r| !ok(r)));
+}
+
+#[tokio::test]
+async fn without_redis_each_replica_calls_dli_for_the_same_hot_project() {
+    // The problem Redis solves: three replicas, three caches, three calls (or more).
+    let _one = ONE_AT_A_TIME.lock().await;
+    let fleet = Arc::new(fleet(3, None, &["--cache-ttl", "500ms"], SimOptions::default()).await);
+    fleet.sim.set_fault("hot", Fault::delay(Duration::from_millis(5)));
+    let responses = fleet.load(32, Duration::from_millis(1600), |_, _, _| HOT.to_owned()).await;
+    assert!(responses.iter().all(ok));
+    let calls = call_times(&fleet.sim, "hot");
+    eprintln!(
+        "3 replicas without Redis: {} requests, {} DLI calls at {calls:?} ms",
+        responses.len(),
+        calls.len()
+    );
+    assert!(calls.len() >= 3, "{calls:?}");
+}
+
+#[tokio::test]
 async fn two_credential_identities_never_read_each_others_entries() {
     let _one = ONE_AT_A_TIME.lock().await;
     let redis = RedisServer::start();

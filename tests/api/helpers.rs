@@ -186,6 +186,15 @@ impl RedisServer {
         }
     }
 
+    /// Stops (`freeze`, SIGSTOP) or resumes (SIGCONT) the server: connections stay open and
+    /// nothing answers, as with a Redis stuck in a long command or a paused VM.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, &pid]).status().expect("kill runs");
+        assert!(status.success());
+    }
+
     /// Starts the server again on the same port, empty, and waits until it answers.
     pub fn restart(&mut self) {
         self.kill();
