@@ -159,6 +159,8 @@ impl FleetStore {
         if ping(&self.inner).await {
             self.inner.set_up(true, "Redis answers");
         } else {
+            // Not a change of state (the store starts on the fallback), but worth one line.
+            tracing::warn!("Redis does not answer: starting with in-process sharing until it does");
             self.inner.set_up(false, "Redis does not answer");
         }
     }

@@ -526,3 +526,21 @@ async fn readyz_says_whether_redis_is_used_and_the_breaker_state() {
         .expect("JSON");
     assert!(errors(&resp).is_empty(), "{resp:#}");
 }
+
+#[tokio::test]
+async fn the_redis_password_never_reaches_the_logs() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut gone = RedisServer::start();
+    let url = gone.url().replace("redis://", "redis://:s3cr3t-redis-pw@");
+    gone.kill();
+    let logs = crate::helpers::trace_logs(&["--demo", "--redis-url", &url], &[], |addr| async move {
+        let _ = reqwest::Client::new()
+            .post(format!("http://{addr}/graphql"))
+            .json(&json!({ "query": "{ connections(projectId: \"p1\") { name } }" }))
+            .send()
+            .await;
+    })
+    .await;
+    assert!(logs.contains("Redis does not answer"), "{logs}");
+    assert!(!logs.contains("s3cr3t-redis-pw"), "{logs}");
+}
