@@ -40,16 +40,10 @@ use super::{
     cache::{TtlCache, list_weight},
     client::Client,
     model::ListResponse,
-    shared_state::{Claim, FetchKey, FleetStore},
+    shared_state::{FetchKey, FleetStore, HANDOFF, POLL},
 };
 pub use crate::config::ShareOptions;
 use crate::{error::UpstreamError, observability::trace_context, project_id::ProjectId};
-
-/// How often a replica waiting for another one's call looks for the answer.
-pub const POLL: Duration = Duration::from_millis(10);
-/// Without `--cache-ttl`, how long a fetched answer stays in Redis for the replicas that
-/// waited for it; requests arriving in that window get it too (the only staleness then).
-pub const HANDOFF: Duration = Duration::from_millis(250);
 
 /// The outcome of one list call, cheap to hand to every waiter.
 pub type ListOutcome = Result<Arc<ListResponse>, Arc<UpstreamError>>;
@@ -201,61 +195,19 @@ impl Inner {
     /// One fetch for the fleet: through Redis when it is in use, else straight to DLI.
     /// The flag says whether this replica called DLI itself.
     async fn fetch(&self, key: &Key, project: &ProjectId, credential: &Credential) -> (ListOutcome, bool) {
-        if let Some(fleet) = self.fleet.as_ref().filter(|f| f.store.is_up())
-            && let Some(shared) = self.fetch_shared(fleet, key, project, credential).await
-        {
-            return shared;
-        }
-        (self.client.list_connections(project, credential).await.map_err(Arc::new), true)
-    }
-
-    /// The answer from Redis, or from DLI under the lease; `None` when this replica should
-    /// call DLI on its own (Redis failed, or no answer came within the lease time).
-    async fn fetch_shared(
-        &self,
-        fleet: &Fleet,
-        key: &Key,
-        project: &ProjectId,
-        credential: &Credential,
-    ) -> Option<(ListOutcome, bool)> {
-        let fetch = FetchKey {
-            identity: key.0.clone(),
-            project: key.1.clone(),
-            endpoint: "list",
-            params: String::new(),
-        };
-        let keys = fleet.store.keys(&fetch);
-        let give_up = tokio::time::Instant::now() + fleet.lease;
-        loop {
-            match fleet.store.claim(&keys, fleet.lease).await? {
-                Claim::Answer(bytes) => {
-                    return match serde_json::from_slice::<ListResponse>(&bytes) {
-                        Ok(list) => {
-                            self.client.metrics().shared_answer();
-                            Some((Ok(Arc::new(list)), false))
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "unreadable answer in Redis; calling DLI");
-                            None
-                        }
-                    };
-                }
-                Claim::Lease(lease) => {
-                    let result = self.client.list_connections(project, credential).await.map_err(Arc::new);
-                    match result.as_ref().ok().map(|list| serde_json::to_vec(&**list)) {
-                        Some(Ok(bytes)) => fleet.store.store(&keys, &lease, &bytes, fleet.keep).await,
-                        // Errors are never stored: the next claimant calls DLI again.
-                        _ => fleet.store.release(&keys, &lease).await,
-                    }
-                    return Some((result, true));
-                }
-                Claim::Held if tokio::time::Instant::now() >= give_up => {
-                    tracing::warn!("no answer from the replica holding the lease within the lease time");
-                    return None;
-                }
-                Claim::Held => tokio::time::sleep(POLL).await,
+        if let Some(fleet) = self.fleet.as_ref().filter(|f| f.store.is_up()) {
+            let fetch = FetchKey {
+                identity: key.0.clone(),
+                project: key.1.clone(),
+                endpoint: "list",
+                params: String::new(),
+            };
+            let call = || async { self.client.list_connections(project, credential).await.map_err(Arc::new) };
+            if let Some(shared) = fleet.store.single_flight(&fetch, fleet.lease, fleet.keep, call).await {
+                return shared;
             }
         }
+        (self.client.list_connections(project, credential).await.map_err(Arc::new), true)
     }
 
     /// The cached answer for `key`, counting the hit or the miss (nothing without a cache).

@@ -1,6 +1,10 @@
 //! State the replicas share over Redis (`--redis-url`): stored answers, leases for the one
 //! call in flight per key, and the call budget's buckets ([`super::rate_limit`]).
 //!
+//! [`FleetStore::single_flight`] is the one path every fetch takes: keyed by [`FetchKey`]
+//! (identity, project, endpoint and parameters), generic over the answer type, so another
+//! DLI endpoint joins it with its own endpoint name and its own DTO.
+//!
 //! Redis is an optimisation, never a dependency: every operation is bounded by
 //! `--redis-timeout`, and the first failure (unreachable, slow, frozen, refused) switches
 //! this replica to its in-process fallback: [`FleetStore::is_up`] turns false, callers
@@ -24,14 +28,22 @@ use std::{
 };
 
 use redis::{FromRedisValue, Script, aio::ConnectionManager, aio::ConnectionManagerConfig};
+use serde::{Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 
 use super::auth::CredentialIdentity;
 pub use crate::config::FleetOptions;
-use crate::{observability::metrics::Metrics, project_id::ProjectId};
+use crate::{error::UpstreamError, observability::metrics::Metrics, project_id::ProjectId};
 
 /// How often a replica that found Redis down asks again.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// How often a replica waiting for another one's call looks for the answer.
+pub const POLL: Duration = Duration::from_millis(10);
+
+/// Without `--cache-ttl`, how long a fetched answer stays in Redis for the replicas that
+/// waited for it; requests arriving in that window get it too (the only staleness then).
+pub const HANDOFF: Duration = Duration::from_millis(250);
 
 /// Returns the stored answer, else takes the lease when nobody holds it.
 /// KEYS: answer, lease. ARGV: lease token, lease ms. Reply: {1, answer} | {2, ""} | {3, ""}.
@@ -221,6 +233,59 @@ impl FleetStore {
         let _: Option<i64> = self.run(inv.invoke_async(&mut conn)).await;
     }
 
+    /// One fetch for the whole fleet: the answer stored under `key`, or, under its lease,
+    /// `call`'s answer (stored for `keep`), waiting while another replica holds the lease.
+    /// The flag says whether `call` ran here. `None` when this replica should call DLI on
+    /// its own: Redis failed, the stored answer is unreadable, or neither an answer nor a
+    /// free lease came within `lease` (the longest lease taken) and a few polls: a lease
+    /// taken just before this wait began expires first, so one waiter takes it over rather
+    /// than all of them giving up together.
+    pub async fn single_flight<T, F, Fut>(
+        &self,
+        key: &FetchKey,
+        lease: Duration,
+        keep: Duration,
+        call: F,
+    ) -> Option<(Result<Arc<T>, Arc<UpstreamError>>, bool)>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Arc<T>, Arc<UpstreamError>>>,
+    {
+        let keys = self.keys(key);
+        let give_up = tokio::time::Instant::now() + lease + 5 * POLL;
+        loop {
+            match self.claim(&keys, lease).await? {
+                Claim::Answer(bytes) => {
+                    return match serde_json::from_slice::<T>(&bytes) {
+                        Ok(answer) => {
+                            self.inner.metrics.shared_answer();
+                            Some((Ok(Arc::new(answer)), false))
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable answer in Redis; calling DLI");
+                            None
+                        }
+                    };
+                }
+                Claim::Lease(token) => {
+                    let result = call().await;
+                    match result.as_ref().ok().map(|answer| serde_json::to_vec(&**answer)) {
+                        Some(Ok(bytes)) => self.store(&keys, &token, &bytes, keep).await,
+                        // Errors are never stored: the next claimant calls DLI again.
+                        _ => self.release(&keys, &token).await,
+                    }
+                    return Some((result, true));
+                }
+                Claim::Held if tokio::time::Instant::now() >= give_up => {
+                    tracing::warn!("no answer from the replica holding the lease within the lease time");
+                    return None;
+                }
+                Claim::Held => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+
     /// Runs `script` with `keys` and `args` (for the budget's bucket).
     pub(crate) async fn eval<T: FromRedisValue>(
         &self,
@@ -247,39 +312,29 @@ impl FleetStore {
         match tokio::time::timeout(self.inner.timeout, op).await {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
-                // Redis' own messages name no key or value; the URL is never in them.
-                self.inner.fail(&format!("Redis command failed: {}", e.kind_name()));
+                self.inner.set_up(false, &format!("Redis command failed: {}", error_kind(&e)));
                 None
             }
             Err(_) => {
-                self.inner.fail("Redis did not answer within --redis-timeout");
+                self.inner.set_up(false, "Redis did not answer within --redis-timeout");
                 None
             }
         }
     }
 }
 
-trait KindName {
-    fn kind_name(&self) -> String;
-}
-
-impl KindName for redis::RedisError {
-    fn kind_name(&self) -> String {
-        if self.is_timeout() {
-            "timeout".to_owned()
-        } else if self.is_io_error() || self.is_connection_dropped() || self.is_connection_refusal() {
-            "connection lost".to_owned()
-        } else {
-            format!("{:?}", self.kind())
-        }
+/// What went wrong, in words that name no key, value or URL.
+fn error_kind(e: &redis::RedisError) -> String {
+    if e.is_timeout() {
+        "timeout".to_owned()
+    } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        "connection lost".to_owned()
+    } else {
+        format!("{:?}", e.kind())
     }
 }
 
 impl Inner {
-    fn fail(self: &Arc<Self>, why: &str) {
-        self.set_up(false, why);
-    }
-
     /// Records the state; logs and counts only real changes. Going down starts the probe.
     fn set_up(self: &Arc<Self>, up: bool, why: &str) {
         let was = self.up.swap(up, Ordering::AcqRel);
