@@ -16,8 +16,9 @@
 //! takes the lease and calls DLI, storing the answer for `--cache-ttl` (or for
 //! [`HANDOFF`] without a TTL, long enough for the waiters to read it), while the others
 //! poll every [`POLL`] until the answer is there or the lease is free to take (its holder
-//! failed or died). A waiter that sees neither within `--upstream-timeout`, and any fetch
-//! while Redis is unusable, calls DLI itself: Redis can delay an answer, never fail one.
+//! failed or died). A waiter that sees neither within `--upstream-timeout` (and a few
+//! polls), and any fetch while Redis is unusable, calls DLI itself: Redis can delay an
+//! answer, never fail one.
 
 use std::{
     collections::HashMap,
