@@ -9,6 +9,7 @@ mod credentials;
 mod errors;
 mod fast_path;
 mod federation;
+mod fleet;
 mod helpers;
 mod hostile;
 mod http;
