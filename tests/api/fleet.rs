@@ -517,6 +517,10 @@ async fn readyz_says_whether_redis_is_used_and_the_breaker_state() {
     let alone = fleet(1, None, &[], SimOptions::default()).await;
     let ready = alone.readyz(0).await;
     assert_eq!(ready, json!({ "status": "ready", "redis": "off", "circuit": "closed" }));
+    let tripped = fleet(1, None, &["--breaker-threshold", "1"], SimOptions::default()).await;
+    let (_, failed) = tripped.post(0, "{ connections(projectId: \"fault-500\") { name } }", TOKEN).await;
+    assert_eq!(errors(&failed).len(), 1, "{failed:#}");
+    assert_eq!(tripped.readyz(0).await["circuit"], "open");
     // A Redis that is not there: ready all the same, on the fallback.
     let mut gone = RedisServer::start();
     let url = gone.url();
