@@ -59,6 +59,7 @@ impl App {
         let schema = graphql::build(&SchemaOptions {
             graphql: config.graphql.clone(),
             limits: config.limits.clone(),
+            detail: config.detail,
             metrics: Some(metrics.clone()),
         });
         let shared = SharedClient::new(client.clone(), &config.share);

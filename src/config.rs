@@ -89,6 +89,10 @@ pub struct Config {
     #[command(flatten)]
     pub limits: Limits,
 
+    /// Pages of connections and the per-connection calls one operation may make.
+    #[command(flatten)]
+    pub detail: DetailOptions,
+
     /// Retries, concurrency cap and circuit breaker around upstream calls.
     #[command(flatten)]
     pub resilience: ResilienceOptions,
@@ -245,6 +249,20 @@ pub struct Limits {
     pub max_projects: usize,
 }
 
+/// Pages of connections, and the per-connection upstream calls (classic and enhanced show,
+/// privileges) one operation may make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct DetailOptions {
+    /// Most per-connection upstream calls (show, enhanced show, privileges) one operation may
+    /// make; fields past it fail with LIMIT_EXCEEDED while the rest keeps its data.
+    #[arg(long, env = "DLI_GRAPHQL_MAX_DETAIL_CALLS", default_value_t = 100, value_parser = positive)]
+    pub max_detail_calls: usize,
+
+    /// Largest `first`/`last` of a page of connections (classic or enhanced).
+    #[arg(long, env = "DLI_GRAPHQL_MAX_PAGE_SIZE", default_value_t = 500, value_parser = positive)]
+    pub max_page_size: usize,
+}
+
 /// Retries, concurrency cap and circuit breaker around every upstream call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
 pub struct ResilienceOptions {
@@ -333,6 +351,7 @@ defaults_from_flags!(
     AccessOptions,
     GraphqlOptions,
     Limits,
+    DetailOptions,
     ResilienceOptions,
     ShareOptions,
     TelemetryOptions
@@ -527,6 +546,8 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.resilience, ResilienceOptions::default());
         assert_eq!(c.share, ShareOptions::default());
+        assert_eq!(c.detail, DetailOptions::default());
+        assert_eq!((c.detail.max_detail_calls, c.detail.max_page_size), (100, 500));
         assert_eq!(Limits::default().max_body_bytes, 1024 * 1024);
         assert_eq!(ResilienceOptions::default().max_attempts, 3);
     }

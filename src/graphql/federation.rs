@@ -24,9 +24,9 @@ use std::fmt;
 use async_graphql::{Any, Context, ID, Name, Object, PathSegment, SimpleObject, Union, Value};
 
 use super::{
-    connection::{Connection, ConnectionState},
-    connection_list::ConnectionList,
-    field::{connections_of, null_on_error},
+    connection::{self, Connection, ConnectionState},
+    connection_list::{ConnectionList, connections_of},
+    field::null_on_error,
 };
 use crate::{error, project_id::ProjectId};
 
@@ -68,6 +68,16 @@ impl Project {
         service: Option<String>,
     ) -> Option<ConnectionList> {
         null_on_error(ctx, connections_of(ctx, &self.id, state, service.as_deref()).await)
+    }
+
+    /// One classic connection of the project (like the root `connection` field): null without
+    /// an error when DLI says it does not exist.
+    async fn connection(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The connection's UUID (`^[A-Za-z0-9_-]{1,64}$`).")] connection_id: ID,
+    ) -> Option<Connection> {
+        null_on_error(ctx, connection::detail(ctx, &self.id, &connection_id).await).flatten()
     }
 }
 

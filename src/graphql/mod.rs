@@ -8,6 +8,8 @@ pub mod extensions;
 pub mod federation;
 pub mod field;
 pub mod loader;
+pub mod queue;
+pub mod scalar;
 pub mod schema;
 
 pub use extensions::apq;

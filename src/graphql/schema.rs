@@ -5,19 +5,20 @@ use async_graphql::{Any, Context, EmptyMutation, EmptySubscription, ID, Object, 
 use async_graphql::registry::SDLExportOptions;
 
 use super::{
-    connection::ConnectionState,
-    connection_list::ConnectionList,
+    connection::{self, Connection, ConnectionState},
+    connection_list::{ConnectionList, connections_of},
     extensions::{
         apq,
+        budget::CallBudgets,
         document_cache::DocumentCache,
         limits::{DocumentLimits, DocumentScan, nesting_bound},
         observe::Observe,
     },
     federation::{self, Entity, Project, Service},
-    field::{connections_of, null_on_error},
+    field::null_on_error,
 };
 use crate::{
-    config::{GraphqlOptions, Limits},
+    config::{DetailOptions, GraphqlOptions, Limits},
     error,
     observability::metrics::Metrics,
     project_id::ProjectId,
@@ -53,6 +54,23 @@ impl Query {
             Err(e) => Err(error::invalid_project_id(e)),
         };
         null_on_error(ctx, result)
+    }
+
+    /// One classic datasource connection, with its per-queue peering (one upstream show call,
+    /// shared with `queueStatuses` of the same connection in this request). Null without an
+    /// error when DLI says it does not exist; null with `BAD_USER_INPUT` (and no upstream call)
+    /// when an id is invalid.
+    async fn connection(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The DLI project id (`^[A-Za-z0-9_-]{1,64}$`).")] project_id: ID,
+        #[graphql(desc = "The connection's UUID (`^[A-Za-z0-9_-]{1,64}$`).")] connection_id: ID,
+    ) -> Option<Connection> {
+        let result = match ProjectId::parse(&project_id) {
+            Ok(project) => connection::detail(ctx, &project, &connection_id).await,
+            Err(e) => Err(error::invalid_project_id(e)),
+        };
+        null_on_error(ctx, result).flatten()
     }
 
     /// One DLI project, to reach its connections (and the entity other subgraphs extend).
@@ -95,6 +113,8 @@ pub struct SchemaOptions {
     pub graphql: GraphqlOptions,
     /// Document limits enforced before execution.
     pub limits: Limits,
+    /// Page sizes and the per-operation budget of per-connection calls.
+    pub detail: DetailOptions,
     /// Where operation counts go; spans are recorded either way.
     pub metrics: Option<Metrics>,
 }
@@ -109,7 +129,9 @@ pub fn build(opts: &SchemaOptions) -> DliSchema {
     let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription)
         .extension(Observe::new(opts.metrics.clone()))
         // Before APQ, which parses the documents it registers.
-        .extension(DocumentScan(limits.clone()));
+        .extension(DocumentScan(limits.clone()))
+        .extension(CallBudgets { max: opts.detail.max_detail_calls })
+        .data(opts.detail);
     builder = apq::register(builder, opts.graphql.apq_cache_size);
     if !introspection {
         builder = builder.disable_introspection().disable_suggestions();

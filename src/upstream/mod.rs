@@ -14,6 +14,9 @@ pub mod response;
 pub mod retry;
 
 pub use auth::{Credential, CredentialIdentity};
-pub use client::Client;
+pub use client::{Client, EnhancedQuery};
 pub use coalesce::{ListOutcome, SharedClient};
-pub use model::{ConnectionDto, ListResponse};
+pub use model::{
+    ConnectionDto, EnhancedConnectionDto, EnhancedListResponse, HostDto, ListResponse, PrivilegeDto,
+    PrivilegesResponse, QueueInfo,
+};

@@ -6,6 +6,7 @@ mod coalescing;
 mod compression;
 mod connections;
 mod credentials;
+mod detail;
 mod errors;
 mod fast_path;
 mod federation;
