@@ -27,6 +27,7 @@ use super::{
     connection::{self, Connection, ConnectionState},
     connection_list::{ConnectionList, connections_of},
     field::null_on_error,
+    page::{self, ConnectionFilter, ConnectionOrder, ConnectionPage, ConnectionStats, PageArgs},
 };
 use crate::{error, project_id::ProjectId};
 
@@ -68,6 +69,41 @@ impl Project {
         service: Option<String>,
     ) -> Option<ConnectionList> {
         null_on_error(ctx, connections_of(ctx, &self.id, state, service.as_deref()).await)
+    }
+
+    /// A page of the project's classic connections (like the root `connectionsPage`).
+    // The arguments are the Cursor Connections Specification's, plus filter and order.
+    #[allow(clippy::too_many_arguments)]
+    async fn connections_page(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Which connections the page covers (all when omitted).")] filter: Option<
+            ConnectionFilter,
+        >,
+        #[graphql(desc = "The order (CREATE_TIME ascending when omitted); ties by connectionId.")]
+        order_by: Option<ConnectionOrder>,
+        #[graphql(
+            desc = "The first this many connections after `after` (50 when neither first nor last is given)."
+        )]
+        first: Option<i32>,
+        #[graphql(desc = "A cursor of this orderBy: the page starts after it.")] after: Option<String>,
+        #[graphql(desc = "The last this many connections before `before`.")] last: Option<i32>,
+        #[graphql(desc = "A cursor of this orderBy: the page ends before it.")] before: Option<String>,
+    ) -> Option<ConnectionPage> {
+        let result = match PageArgs::parse(ctx, order_by, first, after.as_deref(), last, before.as_deref()) {
+            Ok(args) => page::page_of(ctx, &self.id, &filter.unwrap_or_default(), args).await,
+            Err(e) => Err(e),
+        };
+        null_on_error(ctx, result)
+    }
+
+    /// Counts of the project's classic connections (like the root `connectionStats`).
+    async fn connection_stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Which connections to count (all when omitted).")] filter: Option<ConnectionFilter>,
+    ) -> Option<ConnectionStats> {
+        null_on_error(ctx, page::stats_of(ctx, &self.id, &filter.unwrap_or_default()).await)
     }
 
     /// One classic connection of the project (like the root `connection` field): null without

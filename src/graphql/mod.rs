@@ -8,6 +8,7 @@ pub mod extensions;
 pub mod federation;
 pub mod field;
 pub mod loader;
+pub mod page;
 pub mod queue;
 pub mod scalar;
 pub mod schema;

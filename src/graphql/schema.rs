@@ -16,6 +16,7 @@ use super::{
     },
     federation::{self, Entity, Project, Service},
     field::null_on_error,
+    page::{self, ConnectionFilter, ConnectionOrder, ConnectionPage, ConnectionStats, PageArgs},
 };
 use crate::{
     config::{DetailOptions, GraphqlOptions, Limits},
@@ -51,6 +52,56 @@ impl Query {
     ) -> Option<ConnectionList> {
         let result = match ProjectId::parse(&project_id) {
             Ok(project) => connections_of(ctx, &project, state, service.as_deref()).await,
+            Err(e) => Err(error::invalid_project_id(e)),
+        };
+        null_on_error(ctx, result)
+    }
+
+    /// A page of one project's classic connections, filtered and sorted (GraphQL Cursor
+    /// Connections Specification). Costs the project's one list call of this request (shared
+    /// with `connections` and `connectionStats`). Null, with an error, when that call fails.
+    // The arguments are the Cursor Connections Specification's, plus filter and order.
+    #[allow(clippy::too_many_arguments)]
+    async fn connections_page(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The DLI project id (`^[A-Za-z0-9_-]{1,64}$`).")] project_id: ID,
+        #[graphql(desc = "Which connections the page covers (all when omitted).")] filter: Option<
+            ConnectionFilter,
+        >,
+        #[graphql(desc = "The order (CREATE_TIME ascending when omitted); ties by connectionId.")]
+        order_by: Option<ConnectionOrder>,
+        #[graphql(
+            desc = "The first this many connections after `after` (50 when neither first nor last is given)."
+        )]
+        first: Option<i32>,
+        #[graphql(desc = "A cursor of this orderBy: the page starts after it.")] after: Option<String>,
+        #[graphql(desc = "The last this many connections before `before`.")] last: Option<i32>,
+        #[graphql(desc = "A cursor of this orderBy: the page ends before it.")] before: Option<String>,
+    ) -> Option<ConnectionPage> {
+        let result = match ProjectId::parse(&project_id) {
+            Ok(project) => {
+                match PageArgs::parse(ctx, order_by, first, after.as_deref(), last, before.as_deref()) {
+                    Ok(args) => page::page_of(ctx, &project, &filter.unwrap_or_default(), args).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(error::invalid_project_id(e)),
+        };
+        null_on_error(ctx, result)
+    }
+
+    /// Counts of one project's classic connections (total, by state, by service) for those
+    /// matching `filter`. Costs the project's one list call of this request. Null, with an
+    /// error, when that call fails.
+    async fn connection_stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The DLI project id (`^[A-Za-z0-9_-]{1,64}$`).")] project_id: ID,
+        #[graphql(desc = "Which connections to count (all when omitted).")] filter: Option<ConnectionFilter>,
+    ) -> Option<ConnectionStats> {
+        let result = match ProjectId::parse(&project_id) {
+            Ok(project) => page::stats_of(ctx, &project, &filter.unwrap_or_default()).await,
             Err(e) => Err(error::invalid_project_id(e)),
         };
         null_on_error(ctx, result)

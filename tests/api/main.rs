@@ -15,6 +15,7 @@ mod hostile;
 mod http;
 mod limits;
 mod observability;
+mod pages;
 mod properties;
 mod resilience;
 mod schema;
