@@ -2,6 +2,7 @@
 //!
 //! Entities and keys:
 //! - `Connection @key(fields: "projectId connectionId")`
+//! - `EnhancedConnection @key(fields: "projectId id")`
 //! - `Project @key(fields: "id")`
 //!
 //! `_entities` is resolved here rather than by async-graphql's built-in entity support,
@@ -26,13 +27,15 @@ use async_graphql::{Any, Context, ID, Name, Object, PathSegment, SimpleObject, U
 use super::{
     connection::{self, Connection, ConnectionState},
     connection_list::{ConnectionList, connections_of},
+    enhanced::{self, EnhancedConnection},
     field::null_on_error,
     page::{self, ConnectionFilter, ConnectionOrder, ConnectionPage, ConnectionStats, PageArgs},
 };
 use crate::{error, project_id::ProjectId};
 
 /// Each entity type with the field set of its `@key`.
-pub const ENTITY_KEYS: [(&str, &str); 2] = [("Connection", "projectId connectionId"), ("Project", "id")];
+pub const ENTITY_KEYS: [(&str, &str); 3] =
+    [("Connection", "projectId connectionId"), ("EnhancedConnection", "projectId id"), ("Project", "id")];
 
 /// A DLI project. In a supergraph it is an entity (`@key(fields: "id")`): a subgraph that
 /// owns projects can reach their datasource connections through this service.
@@ -123,6 +126,8 @@ impl Project {
 pub enum Entity {
     /// A datasource connection, keyed by `projectId connectionId`.
     Connection(Connection),
+    /// An enhanced datasource connection, keyed by `projectId id`.
+    EnhancedConnection(EnhancedConnection),
     /// A project, keyed by `id`.
     Project(Project),
 }
@@ -139,6 +144,7 @@ pub struct Service {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Representation {
     Connection { project: ProjectId, connection_id: String },
+    Enhanced { project: ProjectId, id: String },
     Project(ProjectId),
 }
 
@@ -166,6 +172,11 @@ async fn resolve(ctx: &Context<'_>, representation: &Value) -> async_graphql::Re
             let all = connections_of(ctx, &project, None, None).await?;
             Ok(all.iter().find(|c| c.connection_id() == connection_id).map(Entity::Connection))
         }
+        Representation::Enhanced { project, id } => {
+            // One `limit=0` list call per project and request, whatever the batch holds.
+            let all = enhanced::all_of(ctx, &project).await?;
+            Ok(all.into_iter().find(|c| c.id() == id).map(Entity::EnhancedConnection))
+        }
     }
 }
 
@@ -181,12 +192,20 @@ fn parse(representation: &Value) -> Result<Representation, async_graphql::Error>
             let project = ProjectId::parse(&project).map_err(bad_representation)?;
             Ok(Representation::Connection { project, connection_id })
         }
+        Some(Value::String(t)) if t == "EnhancedConnection" => {
+            let project = key_string(get("projectId"), "projectId")?;
+            let id = key_string(get("id"), "id")?;
+            let project = ProjectId::parse(&project).map_err(bad_representation)?;
+            Ok(Representation::Enhanced { project, id })
+        }
         Some(Value::String(t)) if t == "Project" => {
             let id = key_string(get("id"), "id")?;
             Ok(Representation::Project(ProjectId::parse(&id).map_err(bad_representation)?))
         }
         // The input is not echoed: it may be long or hold control characters.
-        _ => Err(bad_representation("__typename must be \"Connection\" or \"Project\"")),
+        _ => Err(bad_representation(
+            "__typename must be \"Connection\", \"EnhancedConnection\" or \"Project\"",
+        )),
     }
 }
 

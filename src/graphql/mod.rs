@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod connection_list;
+pub mod enhanced;
 pub mod extensions;
 pub mod federation;
 pub mod field;

@@ -7,6 +7,10 @@ use async_graphql::registry::SDLExportOptions;
 use super::{
     connection::{self, Connection, ConnectionState},
     connection_list::{ConnectionList, connections_of},
+    enhanced::{
+        self, EnhancedConnection, EnhancedConnectionPage, EnhancedConnectionStatus, EnhancedPageArgs,
+        TagFilter,
+    },
     extensions::{
         apq,
         budget::CallBudgets,
@@ -119,6 +123,53 @@ impl Query {
     ) -> Option<Connection> {
         let result = match ProjectId::parse(&project_id) {
             Ok(project) => connection::detail(ctx, &project, &connection_id).await,
+            Err(e) => Err(error::invalid_project_id(e)),
+        };
+        null_on_error(ctx, result).flatten()
+    }
+
+    /// A page of one project's enhanced (VPC-peering) connections, filtered and paged by
+    /// DLI itself (one upstream list call with `limit`/`offset`), in DLI's order (creation
+    /// time). Null, with an error, when that call fails.
+    // DLI's filters plus the Cursor Connections Specification's forward paging arguments.
+    #[allow(clippy::too_many_arguments)]
+    async fn enhanced_connections(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The DLI project id (`^[A-Za-z0-9_-]{1,64}$`).")] project_id: ID,
+        #[graphql(desc = "Only connections with this status (ACTIVE or DELETED).")] status: Option<
+            EnhancedConnectionStatus,
+        >,
+        #[graphql(desc = "Only connections whose name matches this, as DLI's `name` filter does.")]
+        name: Option<String>,
+        #[graphql(desc = "Only connections carrying every one of these tags.")] tags: Option<Vec<TagFilter>>,
+        #[graphql(
+            desc = "The first this many connections after `after` (50 when omitted; 0 is an empty page)."
+        )]
+        first: Option<i32>,
+        #[graphql(desc = "A cursor of enhancedConnections: the page starts after it.")] after: Option<String>,
+    ) -> Option<EnhancedConnectionPage> {
+        let result = match ProjectId::parse(&project_id) {
+            Ok(project) => match EnhancedPageArgs::parse(ctx, status, name, tags, first, after.as_deref()) {
+                Ok(args) => enhanced::page_of(ctx, &project, args).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(error::invalid_project_id(e)),
+        };
+        null_on_error(ctx, result)
+    }
+
+    /// One enhanced connection (one upstream show call, counted toward
+    /// `--max-detail-calls`). Null without an error when DLI says it does not exist; null with
+    /// `BAD_USER_INPUT` (and no upstream call) when an id is invalid.
+    async fn enhanced_connection(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The DLI project id (`^[A-Za-z0-9_-]{1,64}$`).")] project_id: ID,
+        #[graphql(desc = "The connection's UUID (`^[A-Za-z0-9_-]{1,64}$`).")] id: ID,
+    ) -> Option<EnhancedConnection> {
+        let result = match ProjectId::parse(&project_id) {
+            Ok(project) => enhanced::detail(ctx, &project, &id).await,
             Err(e) => Err(error::invalid_project_id(e)),
         };
         null_on_error(ctx, result).flatten()

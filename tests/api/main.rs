@@ -7,6 +7,7 @@ mod compression;
 mod connections;
 mod credentials;
 mod detail;
+mod enhanced;
 mod errors;
 mod fast_path;
 mod federation;
