@@ -240,7 +240,7 @@ pub struct Limits {
     #[arg(long, env = "DLI_GRAPHQL_MAX_COMPLEXITY", default_value_t = 1_000, value_parser = positive)]
     pub max_complexity: usize,
 
-    /// Most upstream-causing fields (`connections`, `_entities`, aliases included) per operation.
+    /// Most upstream-causing fields (`connections`, pages, stats, details, `_entities`; aliases included) per operation.
     #[arg(long, env = "DLI_GRAPHQL_MAX_UPSTREAM_FIELDS", default_value_t = 50, value_parser = positive)]
     pub max_upstream_fields: usize,
 

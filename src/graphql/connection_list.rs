@@ -16,7 +16,7 @@
 //! (`tests/api/fast_path.rs`) compares both paths over the same data for many selection sets.
 //!
 //! Invariant this relies on: no schema extension observes per-field `resolve` hooks (they
-//! would not see `Connection`'s leaf fields), and no leaf of [`Leaf`] takes arguments.
+//! would not see `Connection`'s leaf fields), and no leaf it renders takes arguments.
 
 use std::{borrow::Cow, sync::Arc, sync::LazyLock};
 

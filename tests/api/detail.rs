@@ -223,3 +223,25 @@ async fn past_the_budget_each_connections_peering_fails_on_its_own() {
     assert!(resp["data"]["other"].is_array());
     assert_eq!(app.sim.calls_to(Endpoint::Show, "p1"), 1);
 }
+
+#[tokio::test]
+async fn the_new_fields_count_toward_the_fan_out_and_project_limits() {
+    let app =
+        spawn_app_with(&["--max-upstream-fields", "3", "--max-projects", "2"], SimOptions::default()).await;
+    let limit = |resp: &Value| resp["errors"][0]["extensions"]["limit"].clone();
+    let resp = app
+        .query(r#"{ a: connectionsPage(projectId: "p1") { totalCount } b: connectionStats(projectId: "p1") { total }
+                   c: enhancedConnections(projectId: "p1") { totalCount } d: connection(projectId: "p1", connectionId: "x") { name } }"#)
+        .await;
+    assert_eq!(limit(&resp), "max-upstream-fields", "{resp:#}");
+    // An enhanced connection's `id` is not a project: two projects fit.
+    let resp = app
+        .query(r#"{ a: enhancedConnection(projectId: "p1", id: "x") { name } b: connectionStats(projectId: "p2") { total } }"#)
+        .await;
+    assert!(errors(&resp).is_empty(), "{resp:#}");
+    let resp = app
+        .query(r#"{ a: enhancedConnection(projectId: "p1", id: "x") { name } b: connectionStats(projectId: "p2") { total } c: connectionsPage(projectId: "p3") { totalCount } }"#)
+        .await;
+    assert_eq!(limit(&resp), "max-projects", "{resp:#}");
+    assert!(app.sim.requests().iter().all(|r| !r.path.contains("/p3/")), "a refused operation calls nothing");
+}
