@@ -80,9 +80,6 @@ pub struct PrivilegesKey(pub ProjectId, pub ConnectionId);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EnhancedListKey(pub ProjectId, pub EnhancedQuery);
 
-/// A show call's outcome: `None` when DLI says the object does not exist.
-pub type Found<T> = Result<Option<Arc<T>>, Arc<UpstreamError>>;
-
 impl ProjectLoader {
     /// The credential to call for `project` with, or why no call may be made.
     fn gate(&self, project: &ProjectId) -> Result<&Credential, Arc<UpstreamError>> {
@@ -141,13 +138,13 @@ impl Loader<ShowKey> for ProjectLoader {
     type Error = Infallible;
 
     async fn load(&self, keys: &[ShowKey]) -> Result<HashMap<ShowKey, Self::Value>, Infallible> {
-        let client = self.client.client();
+        let client = &self.client;
         Ok(self
             .each(
                 keys,
                 |k| &k.0,
                 |ShowKey(project, id), credential| async move {
-                    Outcome(client.show_connection(&project, &id, &credential).await.map_err(Arc::new))
+                    Outcome(client.show_connection(&project, &id, &credential).await)
                 },
             )
             .await)
@@ -162,15 +159,13 @@ impl Loader<EnhancedShowKey> for ProjectLoader {
         &self,
         keys: &[EnhancedShowKey],
     ) -> Result<HashMap<EnhancedShowKey, Self::Value>, Infallible> {
-        let client = self.client.client();
+        let client = &self.client;
         Ok(self
             .each(
                 keys,
                 |k| &k.0,
                 |EnhancedShowKey(project, id), credential| async move {
-                    Outcome(
-                        client.show_enhanced_connection(&project, &id, &credential).await.map_err(Arc::new),
-                    )
+                    Outcome(client.show_enhanced_connection(&project, &id, &credential).await)
                 },
             )
             .await)
@@ -182,18 +177,13 @@ impl Loader<PrivilegesKey> for ProjectLoader {
     type Error = Infallible;
 
     async fn load(&self, keys: &[PrivilegesKey]) -> Result<HashMap<PrivilegesKey, Self::Value>, Infallible> {
-        let client = self.client.client();
+        let client = &self.client;
         Ok(self
             .each(
                 keys,
                 |k| &k.0,
                 |PrivilegesKey(project, id), credential| async move {
-                    Outcome(
-                        client
-                            .enhanced_connection_privileges(&project, &id, &credential)
-                            .await
-                            .map_err(Arc::new),
-                    )
+                    Outcome(client.enhanced_connection_privileges(&project, &id, &credential).await)
                 },
             )
             .await)
@@ -208,18 +198,13 @@ impl Loader<EnhancedListKey> for ProjectLoader {
         &self,
         keys: &[EnhancedListKey],
     ) -> Result<HashMap<EnhancedListKey, Self::Value>, Infallible> {
-        let client = self.client.client();
+        let client = &self.client;
         Ok(self
             .each(
                 keys,
                 |k| &k.0,
                 |EnhancedListKey(project, query), credential| async move {
-                    Outcome(
-                        client
-                            .list_enhanced_connections(&project, &query, &credential)
-                            .await
-                            .map_err(Arc::new),
-                    )
+                    Outcome(client.list_enhanced_connections(&project, &query, &credential).await)
                 },
             )
             .await)
