@@ -48,17 +48,31 @@ for (const hint of result.hints) {
   }
 }
 
-// The supergraph must know both entities as resolvable by the dli subgraph through their keys.
-for (const key of ['@join__type(graph: DLI, key: "projectId connectionId")', '@join__type(graph: DLI, key: "id")']) {
+// The supergraph must know every entity as resolvable by the dli subgraph through its key.
+for (const key of [
+  '@join__type(graph: DLI, key: "projectId connectionId")',
+  '@join__type(graph: DLI, key: "projectId id")',
+  '@join__type(graph: DLI, key: "id")',
+]) {
   if (!result.supergraphSdl.includes(key)) fail(`supergraph lacks ${key}`);
 }
 
 // The API schema clients see: fields from both subgraphs on both entities.
 const api = result.schema.toAPISchema();
 const expected = {
-  Query: ["connections", "project", "catalogProjects"],
-  Project: ["id", "connections", "displayName"],
-  Connection: ["projectId", "connectionId", "name", "state", "createTime", "ownerTeam"],
+  Query: [
+    "connections",
+    "connectionsPage",
+    "connectionStats",
+    "connection",
+    "enhancedConnections",
+    "enhancedConnection",
+    "project",
+    "catalogProjects",
+  ],
+  Project: ["id", "connections", "connectionsPage", "connectionStats", "connection", "displayName"],
+  Connection: ["projectId", "connectionId", "name", "state", "createTime", "queueStatuses", "ownerTeam"],
+  EnhancedConnection: ["projectId", "id", "name", "status", "privileges", "ownerTeam"],
 };
 for (const [type, fields] of Object.entries(expected)) {
   for (const field of fields) {
@@ -85,9 +99,25 @@ if (!/\.\.\. on Connection \{\s*__typename\s*projectId\s*connectionId\s*\}/.test
   fail(`catalog is not entered through Connection's key:\n${plan}`);
 }
 
+// Enhanced connections listed by dli get their owner from the catalog through their key.
+const enhanced = prettyFormatQueryPlan(
+  planner.buildQueryPlan(
+    parseOperation(
+      supergraph.schema,
+      `{ enhancedConnections(projectId: "p1", first: 10) { edges { node { name ownerTeam } } } }`,
+    ),
+  ),
+);
+const enhancedFetches = [...enhanced.matchAll(/Fetch\(service: "(\w+)"\)/g)].map((m) => m[1]);
+if (enhancedFetches.join(",") !== "dli,catalog") fail(`unexpected fetch order ${enhancedFetches.join(",")}:\n${enhanced}`);
+if (!/\.\.\. on EnhancedConnection \{\s*__typename\s*projectId\s*id\s*\}/.test(enhanced)) {
+  fail(`catalog is not entered through EnhancedConnection's key:\n${enhanced}`);
+}
+
 if (failures > 0) {
   console.error(`${failures} composition check(s) failed`);
   process.exit(1);
 }
 console.log(`composed dli + catalog: ${result.hints.length} hint(s); query plan:`);
 console.log(plan);
+console.log(enhanced);

@@ -46,7 +46,7 @@ test("GraphiQL renders offline, runs its default query and shows the result", { 
     page.on("requestfailed", (req) => problems.push(`request failed: ${req.url()} ${req.failure()?.errorText}`));
 
     const answered = page.waitForResponse(
-      (r) => r.url().endsWith("/graphql") && r.request().method() === "POST" && (r.request().postData() ?? "").includes("ActiveConnections"),
+      (r) => r.url().endsWith("/graphql") && r.request().method() === "POST" && (r.request().postData() ?? "").includes("ConnectionsDashboard"),
       { timeout: 30_000 },
     );
     // Awaited below; a failure before that must not surface as an unhandled rejection.
@@ -59,7 +59,7 @@ test("GraphiQL renders offline, runs its default query and shows the result", { 
     const queryEditor = page.locator(".graphiql-query-editor .CodeMirror");
     await queryEditor.waitFor({ timeout: 30_000 });
     await page.waitForFunction(
-      () => document.querySelector(".graphiql-query-editor .CodeMirror")?.CodeMirror?.getValue().includes("query ActiveConnections"),
+      () => document.querySelector(".graphiql-query-editor .CodeMirror")?.CodeMirror?.getValue().includes("query ConnectionsDashboard"),
       null,
       { timeout: 15_000 },
     );
@@ -83,22 +83,24 @@ test("GraphiQL renders offline, runs its default query and shows the result", { 
     assert.equal(graphqlResponse.status(), 200);
     const body = await graphqlResponse.json();
     assert.equal(body.errors, undefined, JSON.stringify(body.errors));
-    assert.ok(Array.isArray(body.data.connections) && body.data.connections.length > 0, JSON.stringify(body));
+    const edges = body.data.connectionsPage?.edges;
+    assert.ok(Array.isArray(edges) && edges.length > 0, JSON.stringify(body));
+    assert.ok(body.data.connectionStats.total >= edges.length, JSON.stringify(body));
 
     // The result appears in the response pane.
-    const first = body.data.connections[0].connectionId;
+    const first = edges[0].node.connectionId;
     await page.waitForFunction(
       (id) => document.querySelector(".graphiql-response .CodeMirror")?.CodeMirror?.getValue().includes(id),
       first,
       { timeout: 15_000 },
     );
     const shown = await page.evaluate(() => document.querySelector(".graphiql-response .CodeMirror").CodeMirror.getValue());
-    assert.deepEqual(JSON.parse(shown).data.connections.length, body.data.connections.length);
+    assert.deepEqual(JSON.parse(shown).data.connectionsPage.edges.length, edges.length);
 
     await page.screenshot({ path: screenshot });
     assert.deepEqual(blocked, [], "requests that would have left the host");
     assert.deepEqual(problems, [], "console errors, page errors or failed requests");
-    console.log(`GraphiQL ok: ${body.data.connections.length} connections shown; screenshot ${screenshot}`);
+    console.log(`GraphiQL ok: ${edges.length} connections shown; screenshot ${screenshot}`);
   } finally {
     await browser.close();
   }

@@ -64,6 +64,7 @@ impl App {
         let schema = graphql::build(&SchemaOptions {
             graphql: config.graphql.clone(),
             limits: config.limits.clone(),
+            detail: config.detail,
             metrics: Some(metrics.clone()),
         });
         let shared = SharedClient::new(client.clone(), &config.share, fleet.clone(), config.upstream.timeout);

@@ -89,6 +89,10 @@ pub struct Config {
     #[command(flatten)]
     pub limits: Limits,
 
+    /// Pages of connections and the per-connection calls one operation may make.
+    #[command(flatten)]
+    pub detail: DetailOptions,
+
     /// Retries, concurrency cap and circuit breaker around upstream calls.
     #[command(flatten)]
     pub resilience: ResilienceOptions,
@@ -240,13 +244,27 @@ pub struct Limits {
     #[arg(long, env = "DLI_GRAPHQL_MAX_COMPLEXITY", default_value_t = 1_000, value_parser = positive)]
     pub max_complexity: usize,
 
-    /// Most upstream-causing fields (`connections`, `_entities`, aliases included) per operation.
+    /// Most upstream-causing fields (`connections`, pages, stats, details, `_entities`; aliases included) per operation.
     #[arg(long, env = "DLI_GRAPHQL_MAX_UPSTREAM_FIELDS", default_value_t = 50, value_parser = positive)]
     pub max_upstream_fields: usize,
 
     /// Most distinct project ids one operation may name.
     #[arg(long, env = "DLI_GRAPHQL_MAX_PROJECTS", default_value_t = 50, value_parser = positive)]
     pub max_projects: usize,
+}
+
+/// Pages of connections, and the per-connection upstream calls (classic and enhanced show,
+/// privileges) one operation may make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct DetailOptions {
+    /// Most per-connection upstream calls (show, enhanced show, privileges) one operation may
+    /// make; fields past it fail with LIMIT_EXCEEDED while the rest keeps its data.
+    #[arg(long, env = "DLI_GRAPHQL_MAX_DETAIL_CALLS", default_value_t = 100, value_parser = positive)]
+    pub max_detail_calls: usize,
+
+    /// Largest `first`/`last` of a page of connections (classic or enhanced).
+    #[arg(long, env = "DLI_GRAPHQL_MAX_PAGE_SIZE", default_value_t = 500, value_parser = positive)]
+    pub max_page_size: usize,
 }
 
 /// Retries, concurrency cap and circuit breaker around every upstream call.
@@ -445,6 +463,7 @@ defaults_from_flags!(
     AccessOptions,
     GraphqlOptions,
     Limits,
+    DetailOptions,
     ResilienceOptions,
     ShareOptions,
     FleetOptions,
@@ -674,6 +693,8 @@ mod tests {
         assert_eq!(c.resilience, ResilienceOptions::default());
         assert_eq!(c.share, ShareOptions::default());
         assert_eq!(c.fleet, FleetOptions::default());
+        assert_eq!(c.detail, DetailOptions::default());
+        assert_eq!((c.detail.max_detail_calls, c.detail.max_page_size), (100, 500));
         assert_eq!(Limits::default().max_body_bytes, 1024 * 1024);
         assert_eq!(ResilienceOptions::default().max_attempts, 3);
     }

@@ -170,6 +170,23 @@ impl UpstreamError {
         }
     }
 
+    /// Whether DLI said the object asked for does not exist: HTTP 404, HTTP 400 with
+    /// `DLI.0002` or `DLI.0023`, or `DLI.0001` with "not exist" in its message (DLI's answer
+    /// for an unknown enhanced connection, "Connection xxx is not exist").
+    pub fn is_not_exist(&self) -> bool {
+        match self {
+            Self::Status { status: 404, .. } => true,
+            Self::Status { status: 400, code: Some(code), message, .. } => match code.as_str() {
+                "DLI.0002" | "DLI.0023" => true,
+                "DLI.0001" => {
+                    message.as_deref().is_some_and(|m| m.to_ascii_lowercase().contains("not exist"))
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// The GraphQL error for a field that needed `project`.
     pub fn to_graphql(&self, project: &ProjectId) -> async_graphql::Error {
         let code = self.code();
@@ -252,6 +269,18 @@ pub fn bad_argument(argument: &str, message: String) -> async_graphql::Error {
 /// A `BAD_USER_INPUT` error for an invalid `projectId` argument.
 pub fn invalid_project_id(e: InvalidProjectId) -> async_graphql::Error {
     bad_user_input("projectId", e)
+}
+
+/// A `LIMIT_EXCEEDED` field error: the operation used up its `limit` (a flag) of `max`
+/// upstream calls of one kind; the field fails, the rest of the operation keeps its data.
+pub fn field_limit_error(limit: &str, max: usize, message: impl std::fmt::Display) -> async_graphql::Error {
+    let message = format!("{message} (limit {limit} = {max})");
+    let limit = limit.to_owned();
+    async_graphql::Error::new(message).extend_with(move |_, ext| {
+        ext.set("code", ErrorCode::LimitExceeded.as_str());
+        ext.set("limit", limit.as_str());
+        ext.set("max", max as u64);
+    })
 }
 
 /// An error for a broken invariant inside the service (never caused by input).
@@ -399,6 +428,22 @@ mod tests {
         assert_eq!(status(429, "APIG.0308").code(), ErrorCode::RateLimited);
         assert_eq!(status(500, "DLI.0999").code(), ErrorCode::UpstreamError);
         assert_eq!(status(502, "APIG.0201").code(), ErrorCode::UpstreamError);
+    }
+
+    #[test]
+    fn recognises_dli_answers_that_an_object_does_not_exist() {
+        let with_message = |code: &str, message: &str| UpstreamError::Status {
+            status: 400,
+            code: Some(code.into()),
+            message: Some(message.into()),
+            retry_after: None,
+        };
+        assert!(status(404, "APIG.0101").is_not_exist());
+        assert!(status(400, "DLI.0002").is_not_exist());
+        assert!(with_message("DLI.0001", "Connection abc is not exist").is_not_exist());
+        assert!(!with_message("DLI.0001", "limit must be a number").is_not_exist());
+        assert!(!status(500, "DLI.0002").is_not_exist());
+        assert!(!status(429, "APIG.0308").is_not_exist());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! dli-graphql: a GraphQL facade over Huawei Cloud DLI's "list datasource connections" API.
+//! dli-graphql: a GraphQL facade over Huawei Cloud DLI's datasource-connection APIs (classic
+//! and enhanced connections: lists, pages, counts, details).
 //!
 //! # Layout
 //! Data flows one way: [`http`] (what comes in over the wire) uses [`graphql`] (what an
@@ -11,12 +12,13 @@
 //! - [`app`]: `Config` → bound server; wires client, schema and router; graceful shutdown.
 //! - [`error`]: `ErrorCode`, `UpstreamError`, and every write of `extensions.code` and of
 //!   HTTP error bodies.
-//! - [`project_id`]: the validated project id, the only client input in upstream URLs.
+//! - [`project_id`]: the validated project and connection ids, the only client input in
+//!   upstream URLs.
 //! - [`http`]: router and layers, GraphQL over HTTP, body limits, API keys and allowed
 //!   projects, content negotiation and compression, GraphiQL, health. No resolvers.
-//! - [`graphql`]: schema, types (views over the DTOs), the per-request project loader, the
-//!   Apollo Federation v2 subgraph, and the schema extensions (limits, APQ, observation,
-//!   parsed documents). No HTTP.
+//! - [`graphql`]: schema, types (views over the DTOs), pages and counts, the per-request
+//!   loader, the Apollo Federation v2 subgraph, and the schema extensions (limits, the
+//!   per-operation call budget, APQ, observation, parsed documents). No HTTP.
 //! - [`upstream`]: the DLI client, DTOs, retries and breaker, coalescing and cache, and
 //!   authentication (tokens, AK/SK signing, IAM, secret files). No GraphQL.
 //! - [`observability`]: logs and OTLP spans, Prometheus metrics, request ids and trace context.
@@ -36,7 +38,9 @@
 //! become errors with a stable code on the fields that needed that project; every other
 //! field keeps its data.
 //! Federation's `_entities` ([`graphql::federation`]) resolves each representation through
-//! the same `load(project)`, so entity lookups share those calls too.
+//! the same `load_one(project)`, so entity lookups share those calls too. Per-connection
+//! calls (`connection`, `queueStatuses`, `enhancedConnection`, `privileges`) go through the
+//! same loader with their own key types, each spending the operation's budget once.
 
 pub mod app;
 pub mod config;

@@ -15,6 +15,9 @@ struct Args {
     /// Connections per project (the first is the seed sample).
     #[arg(long, default_value_t = 12)]
     connections: usize,
+    /// Enhanced connections per project.
+    #[arg(long, default_value_t = 12)]
+    enhanced_connections: usize,
     /// Delay added to every list call, in milliseconds.
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
@@ -49,6 +52,7 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let opts = SimOptions {
         connections_per_project: args.connections.max(1),
+        enhanced_per_project: args.enhanced_connections,
         base_delay: Duration::from_millis(args.delay_ms),
         fault_rate: args.fault_rate.clamp(0.0, 1.0),
         auth: SimAuth {

@@ -2,11 +2,17 @@
 
 use std::sync::{Arc, LazyLock};
 
-use async_graphql::{Enum, ID, InputValueError, InputValueResult, Object, Scalar, ScalarType, Value};
-use chrono::{SecondsFormat, TimeZone, Utc};
+use async_graphql::{Context, Enum, ID, Object, ScalarType, Value};
 
+pub use super::scalar::DateTime;
+use super::{
+    field,
+    queue::{QueuePeering, peerings},
+    scalar::non_empty,
+};
 use crate::{
-    project_id::ProjectId,
+    error::UpstreamError,
+    project_id::{ConnectionId, ProjectId},
     upstream::{ConnectionDto, ListResponse},
 };
 
@@ -41,86 +47,37 @@ impl ConnectionState {
     }
 }
 
-/// An instant in time, serialized as an RFC 3339 string in UTC with millisecond
-/// precision, e.g. `2019-02-02T07:35:47.256Z`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DateTime(pub chrono::DateTime<Utc>);
-
-impl DateTime {
-    /// From epoch milliseconds; out-of-range values give the epoch.
-    pub fn from_millis(ms: i64) -> Self {
-        Self(Utc.timestamp_millis_opt(ms).single().unwrap_or_default())
-    }
-}
-
-/// An instant in time: an RFC 3339 string in UTC with millisecond precision, e.g.
-/// `2019-02-02T07:35:47.256Z`.
-#[Scalar(name = "DateTime", specified_by_url = "https://datatracker.ietf.org/doc/html/rfc3339")]
-impl ScalarType for DateTime {
-    fn parse(value: Value) -> InputValueResult<Self> {
-        match &value {
-            Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
-                .map(|d| Self(d.with_timezone(&Utc)))
-                .map_err(|e| InputValueError::custom(e.to_string())),
-            _ => Err(InputValueError::expected_type(value)),
-        }
-    }
-
-    fn to_value(&self) -> Value {
-        Value::String(self.to_rfc3339())
-    }
-}
-
-impl DateTime {
-    /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, as chrono's `to_rfc3339_opts(Millis, true)` writes it.
-    ///
-    /// Written digit by digit for years 0–9999 (every real creation time): chrono goes
-    /// through `core::fmt`, which is measurably slower for long lists (docs/performance.md).
-    pub fn to_rfc3339(&self) -> String {
-        use chrono::{Datelike, Timelike};
-        let t = self.0;
-        let year = t.year();
-        if !(0..=9999).contains(&year) {
-            return t.to_rfc3339_opts(SecondsFormat::Millis, true);
-        }
-        let millis = t.timestamp_subsec_millis().min(999);
-        let mut out = [0u8; 24];
-        let mut put = |at: usize, width: usize, mut n: u32| {
-            for i in (at..at + width).rev() {
-                out[i] = b'0' + (n % 10) as u8;
-                n /= 10;
-            }
-        };
-        put(0, 4, year.unsigned_abs());
-        put(5, 2, t.month());
-        put(8, 2, t.day());
-        put(11, 2, t.hour());
-        put(14, 2, t.minute());
-        put(17, 2, t.second());
-        put(20, 3, millis);
-        for (i, sep) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')] {
-            out[i] = sep;
-        }
-        out.iter().map(|&b| char::from(b)).collect()
-    }
-}
-
 /// A classic datasource connection: a network link from DLI queues to a peer service
 /// (CloudTable, DWS, RDS, CSS, ...).
 #[derive(Clone)]
 pub struct Connection {
     project: ProjectId,
-    list: Arc<ListResponse>,
-    index: usize,
+    source: Source,
+}
+
+/// Where a connection's fields come from: an item of a list answer, or a show answer.
+#[derive(Clone)]
+enum Source {
+    Item(Arc<ListResponse>, usize),
+    Shown(Arc<ConnectionDto>),
 }
 
 impl Connection {
     /// The connection at `index` of `list` (an index from enumerating that list).
     pub(super) fn new(project: ProjectId, list: Arc<ListResponse>, index: usize) -> Self {
-        Self { project, list, index }
+        Self { project, source: Source::Item(list, index) }
+    }
+
+    /// The connection of a show answer.
+    pub(super) fn shown(project: ProjectId, dto: Arc<ConnectionDto>) -> Self {
+        Self { project, source: Source::Shown(dto) }
     }
 
     pub(super) fn dto(&self) -> &ConnectionDto {
+        let (list, index) = match &self.source {
+            Source::Shown(dto) => return dto,
+            Source::Item(list, index) => (list, *index),
+        };
         // `index` comes from enumerating this same list; the fallback is never taken.
         static EMPTY: ConnectionDto = ConnectionDto {
             connection_id: None,
@@ -135,7 +92,7 @@ impl Connection {
             queue_list: None,
             available_queue_info: None,
         };
-        self.list.connections.as_deref().and_then(|c| c.get(self.index)).unwrap_or(&EMPTY)
+        list.connections.as_deref().and_then(|c| c.get(index)).unwrap_or(&EMPTY)
     }
 
     /// The upstream `connection_id`.
@@ -147,10 +104,6 @@ impl Connection {
     pub fn project(&self) -> &ProjectId {
         &self.project
     }
-}
-
-pub(super) fn non_empty(s: &Option<String>) -> Option<&str> {
-    s.as_deref().filter(|s| !s.is_empty())
 }
 
 /// The fields of `Connection`, stated once: the derived object type (which `_entities` and
@@ -243,7 +196,28 @@ connection_fields! {
     /// UTC); 1970-01-01T00:00:00.000Z when the upstream omits it.
     CreateTime "createTime" fn create_time() -> DateTime =
         |c| DateTime::from_millis(c.dto().create_time.unwrap_or(0));
-    @other {}
+    @other {
+    /// Each bound queue's peering with the destination (`available_queue_info`). From the list
+    /// answer when it carries them (even an empty array); otherwise from the show endpoint,
+    /// one call per connection (shared with `connection(...)` for the same connection in this
+    /// request, and counted toward `--max-detail-calls`).
+    async fn queue_statuses(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<QueuePeering>> {
+        let dto = self.dto();
+        if dto.available_queue_info.is_some() {
+            return Ok(peerings(dto.available_queue_info.as_ref()));
+        }
+        if let Source::Shown(_) = self.source {
+            // The show answer itself had none.
+            return Ok(Vec::new());
+        }
+        let id = ConnectionId::parse(self.connection_id()).map_err(|_| {
+            UpstreamError::BadResponse("a connection without a usable connection_id".to_owned())
+                .to_graphql(&self.project)
+        })?;
+        let shown = field::show_connection(ctx, &self.project, &id).await?;
+        Ok(shown.map(|d| peerings(d.available_queue_info.as_ref())).unwrap_or_default())
+    }
+    }
 }
 
 /// A field's typed value as a response value, exactly as async-graphql's output types
@@ -312,6 +286,18 @@ impl LeafValue for ConnectionState {
     }
 }
 
+/// One classic connection from the show endpoint (through the request's DataLoader and the
+/// operation's call budget); `None` when DLI says it does not exist.
+pub async fn detail(
+    ctx: &Context<'_>,
+    project: &ProjectId,
+    raw_id: &str,
+) -> async_graphql::Result<Option<Connection>> {
+    let id = ConnectionId::parse(raw_id).map_err(|e| crate::error::bad_user_input("connectionId", e))?;
+    let shown = field::show_connection(ctx, project, &id).await?;
+    Ok(shown.map(|dto| Connection::shown(project.clone(), dto)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,37 +308,5 @@ mod tests {
         assert_eq!(ConnectionState::from_raw("deleted"), ConnectionState::Deleted);
         assert_eq!(ConnectionState::from_raw("RUNNING"), ConnectionState::Unknown);
         assert_eq!(ConnectionState::from_raw(""), ConnectionState::Unknown);
-    }
-
-    #[test]
-    fn formats_like_chrono_across_the_range() {
-        let chrono = |d: &DateTime| d.0.to_rfc3339_opts(SecondsFormat::Millis, true);
-        // Epoch, the seed sample, leap day, end of year 9999, year 10000, negative years,
-        // and a walk over 1970–2100 with odd steps.
-        let mut samples = vec![
-            0,
-            1_549_092_947_256,
-            951_782_400_999,
-            253_402_300_799_999,
-            253_402_300_800_000,
-            -1,
-            -62_167_219_200_000,
-            -62_198_755_200_001,
-        ];
-        samples.extend((0..2000).map(|i| i * 2_071_000_123_457 % 4_102_444_800_000));
-        for ms in samples {
-            let d = DateTime::from_millis(ms);
-            assert_eq!(d.to_rfc3339(), chrono(&d), "{ms}");
-        }
-    }
-
-    #[test]
-    fn formats_create_time_as_rfc3339_utc_millis() {
-        let v = DateTime::from_millis(1_549_092_947_256).to_value();
-        assert_eq!(v, Value::String("2019-02-02T07:35:47.256Z".into()));
-        assert_eq!(
-            DateTime::from_millis(i64::MAX).to_value(),
-            Value::String("1970-01-01T00:00:00.000Z".into())
-        );
     }
 }

@@ -1,20 +1,22 @@
 //! `[Connection!]` resolved in one pass, without async-graphql's per-field machinery.
 //!
-//! A `Connection` has only leaf fields that cannot fail, yet the generic executor resolves
+//! Most of `Connection`'s fields are leaves that cannot fail, yet the generic executor resolves
 //! each of them as its own boxed future, through every extension's `resolve` hook, and
 //! inserts it into a fresh map: for a 50-connection list that is ~500 futures per request,
 //! the largest cost in a profile of the service after compression. [`ConnectionList`] is the
 //! list type the `connections` fields return instead: it walks the selection set once (fields,
 //! aliases, `__typename`, fragment spreads and inline fragments; `@skip`/`@include` are already
 //! applied by async-graphql before execution) into a plan, then fills one object per
-//! connection from the plan, synchronously.
+//! connection from the plan, synchronously. A selection with any other field (one with a
+//! selection set or an upstream call, like `queueStatuses`) resolves the whole list through
+//! the generic executor instead.
 //!
 //! The type system does not change: the list registers as `[Connection!]` through
 //! [`Connection`]'s derived object type, which `_entities` still resolves generically. A test
 //! (`tests/api/fast_path.rs`) compares both paths over the same data for many selection sets.
 //!
 //! Invariant this relies on: no schema extension observes per-field `resolve` hooks (they
-//! would not see `Connection`'s fields), and `Connection` has no field with arguments.
+//! would not see `Connection`'s leaf fields), and no leaf it renders takes arguments.
 
 use std::{borrow::Cow, sync::Arc};
 
@@ -25,8 +27,22 @@ use async_graphql::{
     registry::Registry,
 };
 
-use super::connection::{Connection, ConnectionState, Leaf};
+use super::{
+    connection::{Connection, ConnectionState, Leaf},
+    field::list_of,
+};
 use crate::{project_id::ProjectId, upstream::ListResponse};
+
+/// Loads `project` through the request's DataLoader and applies the filters.
+pub async fn connections_of(
+    ctx: &async_graphql::Context<'_>,
+    project: &ProjectId,
+    state: Option<ConnectionState>,
+    service: Option<&str>,
+) -> async_graphql::Result<ConnectionList> {
+    let list = list_of(ctx, project).await?;
+    Ok(ConnectionList::filtered(project, &list, state, service))
+}
 
 /// The connections of one project's list that passed the filters, in upstream order.
 pub struct ConnectionList {
@@ -62,6 +78,11 @@ impl ConnectionList {
         Self { project: project.clone(), list: list.clone(), indices }
     }
 
+    /// How many connections passed the filters.
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+
     /// The connections one by one (for entity lookups).
     pub fn iter(&self) -> impl Iterator<Item = Connection> + '_ {
         self.indices.iter().map(|&i| Connection::new(self.project.clone(), self.list.clone(), i))
@@ -81,13 +102,12 @@ impl OutputType for ConnectionList {
         <Vec<Connection> as OutputType>::create_type_info(registry)
     }
 
-    async fn resolve(
-        &self,
-        ctx: &ContextSelectionSet<'_>,
-        _field: &Positioned<Field>,
-    ) -> ServerResult<Value> {
+    async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
         let mut plan = Plan::default();
-        plan.add(ctx, &ctx.item.node)?;
+        if !plan.add(ctx, &ctx.item.node)? {
+            return async_graphql::resolver_utils::resolve_list(ctx, field, self.iter(), Some(self.len()))
+                .await;
+        }
         let template = plan.template();
         Ok(Value::List(self.iter().map(|c| plan.render(&template, &c)).collect()))
     }
@@ -102,7 +122,8 @@ struct Plan {
 impl Plan {
     /// Adds the fields of `set`, following fragments that apply to `Connection`. A response
     /// key seen before keeps its first position (validation guarantees it is the same field).
-    fn add(&mut self, ctx: &ContextSelectionSet<'_>, set: &SelectionSet) -> ServerResult<()> {
+    /// `false` when the set selects a field that is not a [`Leaf`]: the plan cannot render it.
+    fn add(&mut self, ctx: &ContextSelectionSet<'_>, set: &SelectionSet) -> ServerResult<bool> {
         for selection in &set.items {
             match &selection.node {
                 Selection::Field(field) => {
@@ -110,13 +131,9 @@ impl Plan {
                     if self.columns.iter().any(|(k, _)| *k == key) {
                         continue;
                     }
-                    let name = field.node.name.node.as_str();
-                    let leaf = Leaf::from_name(name).ok_or_else(|| {
-                        ServerError::new(
-                            format!(r#"Cannot query field "{name}" on type "Connection"."#),
-                            Some(field.pos),
-                        )
-                    })?;
+                    let Some(leaf) = Leaf::from_name(field.node.name.node.as_str()) else {
+                        return Ok(false);
+                    };
                     self.columns.push((key, leaf));
                 }
                 Selection::FragmentSpread(spread) => {
@@ -124,19 +141,21 @@ impl Plan {
                     let fragment = ctx.query_env.fragments.get(name).ok_or_else(|| {
                         ServerError::new(format!(r#"Unknown fragment "{name}"."#), Some(spread.pos))
                     })?;
-                    if applies(ctx, Some(fragment.node.type_condition.node.on.node.as_str())) {
-                        self.add(ctx, &fragment.node.selection_set.node)?;
+                    if applies(ctx, Some(fragment.node.type_condition.node.on.node.as_str()))
+                        && !self.add(ctx, &fragment.node.selection_set.node)?
+                    {
+                        return Ok(false);
                     }
                 }
                 Selection::InlineFragment(fragment) => {
                     let condition = fragment.node.type_condition.as_ref().map(|c| c.node.on.node.as_str());
-                    if applies(ctx, condition) {
-                        self.add(ctx, &fragment.node.selection_set.node)?;
+                    if applies(ctx, condition) && !self.add(ctx, &fragment.node.selection_set.node)? {
+                        return Ok(false);
                     }
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// An object with this plan's keys, in order, and null values.

@@ -2,6 +2,7 @@
 //!
 //! Entities and keys:
 //! - `Connection @key(fields: "projectId connectionId")`
+//! - `EnhancedConnection @key(fields: "projectId id")`
 //! - `Project @key(fields: "id")`
 //!
 //! `_entities` is resolved here rather than by async-graphql's built-in entity support,
@@ -24,14 +25,17 @@ use std::fmt;
 use async_graphql::{Any, Context, ID, Name, Object, PathSegment, SimpleObject, Union, Value};
 
 use super::{
-    connection::{Connection, ConnectionState},
-    connection_list::ConnectionList,
-    field::{connections_of, null_on_error},
+    connection::{self, Connection, ConnectionState},
+    connection_list::{ConnectionList, connections_of},
+    enhanced::{self, EnhancedConnection},
+    field::null_on_error,
+    page::{self, ConnectionFilter, ConnectionOrder, ConnectionPage, ConnectionStats, PageArgs},
 };
 use crate::{error, project_id::ProjectId};
 
 /// Each entity type with the field set of its `@key`.
-pub const ENTITY_KEYS: [(&str, &str); 2] = [("Connection", "projectId connectionId"), ("Project", "id")];
+pub const ENTITY_KEYS: [(&str, &str); 3] =
+    [("Connection", "projectId connectionId"), ("EnhancedConnection", "projectId id"), ("Project", "id")];
 
 /// A DLI project. In a supergraph it is an entity (`@key(fields: "id")`): a subgraph that
 /// owns projects can reach their datasource connections through this service.
@@ -69,6 +73,51 @@ impl Project {
     ) -> Option<ConnectionList> {
         null_on_error(ctx, connections_of(ctx, &self.id, state, service.as_deref()).await)
     }
+
+    /// A page of the project's classic connections (like the root `connectionsPage`).
+    // The arguments are the Cursor Connections Specification's, plus filter and order.
+    #[allow(clippy::too_many_arguments)]
+    async fn connections_page(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Which connections the page covers (all when omitted).")] filter: Option<
+            ConnectionFilter,
+        >,
+        #[graphql(desc = "The order (CREATE_TIME ascending when omitted); ties by connectionId.")]
+        order_by: Option<ConnectionOrder>,
+        #[graphql(
+            desc = "The first this many connections after `after` (50 when neither first nor last is given)."
+        )]
+        first: Option<i32>,
+        #[graphql(desc = "A cursor of this orderBy: the page starts after it.")] after: Option<String>,
+        #[graphql(desc = "The last this many connections before `before`.")] last: Option<i32>,
+        #[graphql(desc = "A cursor of this orderBy: the page ends before it.")] before: Option<String>,
+    ) -> Option<ConnectionPage> {
+        let result = match PageArgs::parse(ctx, order_by, first, after.as_deref(), last, before.as_deref()) {
+            Ok(args) => page::page_of(ctx, &self.id, &filter.unwrap_or_default(), args).await,
+            Err(e) => Err(e),
+        };
+        null_on_error(ctx, result)
+    }
+
+    /// Counts of the project's classic connections (like the root `connectionStats`).
+    async fn connection_stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Which connections to count (all when omitted).")] filter: Option<ConnectionFilter>,
+    ) -> Option<ConnectionStats> {
+        null_on_error(ctx, page::stats_of(ctx, &self.id, &filter.unwrap_or_default()).await)
+    }
+
+    /// One classic connection of the project (like the root `connection` field): null without
+    /// an error when DLI says it does not exist.
+    async fn connection(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The connection's UUID (`^[A-Za-z0-9_-]{1,64}$`).")] connection_id: ID,
+    ) -> Option<Connection> {
+        null_on_error(ctx, connection::detail(ctx, &self.id, &connection_id).await).flatten()
+    }
 }
 
 /// Any entity this subgraph resolves (the federation spec's `_Entity` union).
@@ -77,6 +126,8 @@ impl Project {
 pub enum Entity {
     /// A datasource connection, keyed by `projectId connectionId`.
     Connection(Connection),
+    /// An enhanced datasource connection, keyed by `projectId id`.
+    EnhancedConnection(EnhancedConnection),
     /// A project, keyed by `id`.
     Project(Project),
 }
@@ -93,6 +144,7 @@ pub struct Service {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Representation {
     Connection { project: ProjectId, connection_id: String },
+    Enhanced { project: ProjectId, id: String },
     Project(ProjectId),
 }
 
@@ -120,6 +172,11 @@ async fn resolve(ctx: &Context<'_>, representation: &Value) -> async_graphql::Re
             let all = connections_of(ctx, &project, None, None).await?;
             Ok(all.iter().find(|c| c.connection_id() == connection_id).map(Entity::Connection))
         }
+        Representation::Enhanced { project, id } => {
+            // One `limit=0` list call per project and request, whatever the batch holds.
+            let all = enhanced::all_of(ctx, &project).await?;
+            Ok(all.into_iter().find(|c| c.id() == id).map(Entity::EnhancedConnection))
+        }
     }
 }
 
@@ -135,12 +192,20 @@ fn parse(representation: &Value) -> Result<Representation, async_graphql::Error>
             let project = ProjectId::parse(&project).map_err(bad_representation)?;
             Ok(Representation::Connection { project, connection_id })
         }
+        Some(Value::String(t)) if t == "EnhancedConnection" => {
+            let project = key_string(get("projectId"), "projectId")?;
+            let id = key_string(get("id"), "id")?;
+            let project = ProjectId::parse(&project).map_err(bad_representation)?;
+            Ok(Representation::Enhanced { project, id })
+        }
         Some(Value::String(t)) if t == "Project" => {
             let id = key_string(get("id"), "id")?;
             Ok(Representation::Project(ProjectId::parse(&id).map_err(bad_representation)?))
         }
         // The input is not echoed: it may be long or hold control characters.
-        _ => Err(bad_representation("__typename must be \"Connection\" or \"Project\"")),
+        _ => Err(bad_representation(
+            "__typename must be \"Connection\", \"EnhancedConnection\" or \"Project\"",
+        )),
     }
 }
 

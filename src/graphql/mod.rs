@@ -4,10 +4,14 @@
 
 pub mod connection;
 pub(crate) mod connection_list;
+pub mod enhanced;
 pub mod extensions;
 pub(crate) mod federation;
 pub(crate) mod field;
 pub(crate) mod loader;
+pub mod page;
+pub mod queue;
+pub mod scalar;
 pub mod schema;
 
 pub(crate) use extensions::apq;

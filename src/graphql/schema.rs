@@ -5,19 +5,25 @@ use async_graphql::{Any, Context, EmptyMutation, EmptySubscription, ID, Object, 
 use async_graphql::registry::SDLExportOptions;
 
 use super::{
-    connection::ConnectionState,
-    connection_list::ConnectionList,
+    connection::{self, Connection, ConnectionState},
+    connection_list::{ConnectionList, connections_of},
+    enhanced::{
+        self, EnhancedConnection, EnhancedConnectionPage, EnhancedConnectionStatus, EnhancedPageArgs,
+        TagFilter,
+    },
     extensions::{
         apq,
+        budget::CallBudgets,
         document_cache::DocumentCache,
         limits::{DocumentLimits, DocumentScan, nesting_bound},
         observe::Observe,
     },
     federation::{self, Entity, Project, Service},
-    field::{connections_of, null_on_error},
+    field::null_on_error,
+    page::{self, ConnectionFilter, ConnectionOrder, ConnectionPage, ConnectionStats, PageArgs},
 };
 use crate::{
-    config::{GraphqlOptions, Limits},
+    config::{DetailOptions, GraphqlOptions, Limits},
     error,
     observability::metrics::Metrics,
     project_id::ProjectId,
@@ -53,6 +59,120 @@ impl Query {
             Err(e) => Err(error::invalid_project_id(e)),
         };
         null_on_error(ctx, result)
+    }
+
+    /// A page of one project's classic connections, filtered and sorted (GraphQL Cursor
+    /// Connections Specification). Costs the project's one list call of this request (shared
+    /// with `connections` and `connectionStats`). Null, with an error, when that call fails.
+    // The arguments are the Cursor Connections Specification's, plus filter and order.
+    #[allow(clippy::too_many_arguments)]
+    async fn connections_page(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The DLI project id (`^[A-Za-z0-9_-]{1,64}$`).")] project_id: ID,
+        #[graphql(desc = "Which connections the page covers (all when omitted).")] filter: Option<
+            ConnectionFilter,
+        >,
+        #[graphql(desc = "The order (CREATE_TIME ascending when omitted); ties by connectionId.")]
+        order_by: Option<ConnectionOrder>,
+        #[graphql(
+            desc = "The first this many connections after `after` (50 when neither first nor last is given)."
+        )]
+        first: Option<i32>,
+        #[graphql(desc = "A cursor of this orderBy: the page starts after it.")] after: Option<String>,
+        #[graphql(desc = "The last this many connections before `before`.")] last: Option<i32>,
+        #[graphql(desc = "A cursor of this orderBy: the page ends before it.")] before: Option<String>,
+    ) -> Option<ConnectionPage> {
+        let result = match ProjectId::parse(&project_id) {
+            Ok(project) => {
+                match PageArgs::parse(ctx, order_by, first, after.as_deref(), last, before.as_deref()) {
+                    Ok(args) => page::page_of(ctx, &project, &filter.unwrap_or_default(), args).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(error::invalid_project_id(e)),
+        };
+        null_on_error(ctx, result)
+    }
+
+    /// Counts of one project's classic connections (total, by state, by service) for those
+    /// matching `filter`. Costs the project's one list call of this request. Null, with an
+    /// error, when that call fails.
+    async fn connection_stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The DLI project id (`^[A-Za-z0-9_-]{1,64}$`).")] project_id: ID,
+        #[graphql(desc = "Which connections to count (all when omitted).")] filter: Option<ConnectionFilter>,
+    ) -> Option<ConnectionStats> {
+        let result = match ProjectId::parse(&project_id) {
+            Ok(project) => page::stats_of(ctx, &project, &filter.unwrap_or_default()).await,
+            Err(e) => Err(error::invalid_project_id(e)),
+        };
+        null_on_error(ctx, result)
+    }
+
+    /// One classic datasource connection, with its per-queue peering (one upstream show call,
+    /// shared with `queueStatuses` of the same connection in this request). Null without an
+    /// error when DLI says it does not exist; null with `BAD_USER_INPUT` (and no upstream call)
+    /// when an id is invalid.
+    async fn connection(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The DLI project id (`^[A-Za-z0-9_-]{1,64}$`).")] project_id: ID,
+        #[graphql(desc = "The connection's UUID (`^[A-Za-z0-9_-]{1,64}$`).")] connection_id: ID,
+    ) -> Option<Connection> {
+        let result = match ProjectId::parse(&project_id) {
+            Ok(project) => connection::detail(ctx, &project, &connection_id).await,
+            Err(e) => Err(error::invalid_project_id(e)),
+        };
+        null_on_error(ctx, result).flatten()
+    }
+
+    /// A page of one project's enhanced (VPC-peering) connections, filtered and paged by
+    /// DLI itself (one upstream list call with `limit`/`offset`), in DLI's order (creation
+    /// time). Null, with an error, when that call fails.
+    // DLI's filters plus the Cursor Connections Specification's forward paging arguments.
+    #[allow(clippy::too_many_arguments)]
+    async fn enhanced_connections(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The DLI project id (`^[A-Za-z0-9_-]{1,64}$`).")] project_id: ID,
+        #[graphql(desc = "Only connections with this status (ACTIVE or DELETED).")] status: Option<
+            EnhancedConnectionStatus,
+        >,
+        #[graphql(desc = "Only connections whose name matches this, as DLI's `name` filter does.")]
+        name: Option<String>,
+        #[graphql(desc = "Only connections carrying every one of these tags.")] tags: Option<Vec<TagFilter>>,
+        #[graphql(
+            desc = "The first this many connections after `after` (50 when omitted; 0 is an empty page)."
+        )]
+        first: Option<i32>,
+        #[graphql(desc = "A cursor of enhancedConnections: the page starts after it.")] after: Option<String>,
+    ) -> Option<EnhancedConnectionPage> {
+        let result = match ProjectId::parse(&project_id) {
+            Ok(project) => match EnhancedPageArgs::parse(ctx, status, name, tags, first, after.as_deref()) {
+                Ok(args) => enhanced::page_of(ctx, &project, args).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(error::invalid_project_id(e)),
+        };
+        null_on_error(ctx, result)
+    }
+
+    /// One enhanced connection (one upstream show call, counted toward
+    /// `--max-detail-calls`). Null without an error when DLI says it does not exist; null with
+    /// `BAD_USER_INPUT` (and no upstream call) when an id is invalid.
+    async fn enhanced_connection(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The DLI project id (`^[A-Za-z0-9_-]{1,64}$`).")] project_id: ID,
+        #[graphql(desc = "The connection's UUID (`^[A-Za-z0-9_-]{1,64}$`).")] id: ID,
+    ) -> Option<EnhancedConnection> {
+        let result = match ProjectId::parse(&project_id) {
+            Ok(project) => enhanced::detail(ctx, &project, &id).await,
+            Err(e) => Err(error::invalid_project_id(e)),
+        };
+        null_on_error(ctx, result).flatten()
     }
 
     /// One DLI project, to reach its connections (and the entity other subgraphs extend).
@@ -95,6 +215,8 @@ pub struct SchemaOptions {
     pub graphql: GraphqlOptions,
     /// Document limits enforced before execution.
     pub limits: Limits,
+    /// Page sizes and the per-operation budget of per-connection calls.
+    pub detail: DetailOptions,
     /// Where operation counts go; spans are recorded either way.
     pub metrics: Option<Metrics>,
 }
@@ -109,7 +231,9 @@ pub fn build(opts: &SchemaOptions) -> DliSchema {
     let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription)
         .extension(Observe::new(opts.metrics.clone()))
         // Before APQ, which parses the documents it registers.
-        .extension(DocumentScan(limits.clone()));
+        .extension(DocumentScan(limits.clone()))
+        .extension(CallBudgets { max: opts.detail.max_detail_calls })
+        .data(opts.detail);
     builder = apq::register(builder, opts.graphql.apq_cache_size);
     if !introspection {
         builder = builder.disable_introspection().disable_suggestions();

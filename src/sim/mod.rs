@@ -1,7 +1,11 @@
 //! A faithful DLI simulator: real HTTP on a loopback port.
 //!
-//! It serves `GET /v2.0/{project_id}/datasource-connection` with the documented envelope
-//! and deterministic data ([`fixtures`]), authenticates like the API gateway and IAM
+//! It serves the classic list `GET /v2.0/{project_id}/datasource-connection` and show
+//! `.../datasource-connection/{connection_id}`, and the enhanced list
+//! `GET /v2.0/{project_id}/datasource/enhanced-connections` (with `limit`, `offset`,
+//! `status`, `name`, `tags`), show and `.../{connection_id}/privileges`, with the documented
+//! envelopes, error bodies (unknown ids: `DLI.0002`, or `DLI.0001` "... is not exist" for
+//! enhanced connections) and deterministic data ([`fixtures`]), authenticates like the API gateway and IAM
 //! ([`auth`]: tokens, AK/SK signatures, `POST /v3/auth/tokens`), logs every request
 //! (path and headers) for tests to assert on, and injects faults per project: a status
 //! with the documented error body, a delay, a malformed body, `is_success: false`, or no
@@ -34,6 +38,7 @@ use axum::{
 };
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::{net::TcpListener, sync::oneshot};
 
 pub use auth::{SimAccessKey, SimAuth, SimIamUser};
@@ -48,6 +53,8 @@ const BODY_CACHE_CAPACITY: usize = 4_096;
 pub struct SimOptions {
     /// Connections per project (the first is always the seed sample).
     pub connections_per_project: usize,
+    /// Enhanced connections per project.
+    pub enhanced_per_project: usize,
     /// Delay added to every list call.
     pub base_delay: Duration,
     /// Known keys, IAM users, token checking.
@@ -61,6 +68,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         Self {
             connections_per_project: 12,
+            enhanced_per_project: 12,
             base_delay: Duration::ZERO,
             auth: SimAuth::default(),
             fault_rate: 0.0,
@@ -223,10 +231,40 @@ impl LoggedRequest {
 /// Call counters, as served by `GET /__sim/stats`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
-    /// List calls in total.
+    /// Classic list calls in total.
     pub calls: u64,
-    /// List calls per project id.
+    /// Classic list calls per project id.
     pub by_project: HashMap<String, u64>,
+    /// Calls of every endpoint, keyed `{endpoint} {project}` (see [`Endpoint`]).
+    pub by_endpoint: HashMap<String, u64>,
+}
+
+/// The endpoints the simulator counts calls of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /v2.0/{project_id}/datasource-connection`
+    List,
+    /// `GET /v2.0/{project_id}/datasource-connection/{connection_id}`
+    Show,
+    /// `GET /v2.0/{project_id}/datasource/enhanced-connections`
+    EnhancedList,
+    /// `GET /v2.0/{project_id}/datasource/enhanced-connections/{connection_id}`
+    EnhancedShow,
+    /// `GET /v2.0/{project_id}/datasource/enhanced-connections/{connection_id}/privileges`
+    Privileges,
+}
+
+impl Endpoint {
+    /// The name used in [`Stats::by_endpoint`] keys.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::List => "list",
+            Self::Show => "show",
+            Self::EnhancedList => "enhanced_list",
+            Self::EnhancedShow => "enhanced_show",
+            Self::Privileges => "privileges",
+        }
+    }
 }
 
 /// The simulator's shared state.
@@ -286,7 +324,7 @@ impl SimState {
         })
     }
 
-    fn record(&self, req: &Request<Body>, project: Option<&str>) {
+    fn record(&self, req: &Request<Body>, call: Option<(Endpoint, &str)>) {
         let entry = LoggedRequest {
             method: req.method().to_string(),
             path: req.uri().path().to_owned(),
@@ -304,10 +342,13 @@ impl SimState {
         }
         log.push_back(entry);
         drop(log);
-        if let Some(p) = project {
+        if let Some((endpoint, p)) = call {
             let mut stats = self.stats.lock();
-            stats.calls += 1;
-            *stats.by_project.entry(p.to_owned()).or_default() += 1;
+            if endpoint == Endpoint::List {
+                stats.calls += 1;
+                *stats.by_project.entry(p.to_owned()).or_default() += 1;
+            }
+            *stats.by_endpoint.entry(format!("{} {p}", endpoint.name())).or_default() += 1;
         }
     }
 
@@ -384,9 +425,15 @@ impl Simulator {
         self.state.log.lock().iter().cloned().collect()
     }
 
-    /// List calls received for `project`.
+    /// Classic list calls received for `project`.
     pub fn calls_for(&self, project: &str) -> u64 {
         self.state.stats.lock().by_project.get(project).copied().unwrap_or(0)
+    }
+
+    /// Calls of `endpoint` received for `project`.
+    pub fn calls_to(&self, endpoint: Endpoint, project: &str) -> u64 {
+        let key = format!("{} {project}", endpoint.name());
+        self.state.stats.lock().by_endpoint.get(&key).copied().unwrap_or(0)
     }
 
     /// Counters of list calls.
@@ -404,6 +451,13 @@ impl Simulator {
 fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/v2.0/{project_id}/datasource-connection", get(list_connections))
+        .route("/v2.0/{project_id}/datasource-connection/{connection_id}", get(show_connection))
+        .route("/v2.0/{project_id}/datasource/enhanced-connections", get(list_enhanced))
+        .route("/v2.0/{project_id}/datasource/enhanced-connections/{connection_id}", get(show_enhanced))
+        .route(
+            "/v2.0/{project_id}/datasource/enhanced-connections/{connection_id}/privileges",
+            get(enhanced_privileges),
+        )
         .route("/v3/auth/tokens", post(auth::issue_token))
         .route("/__sim/stats", get(stats))
         .route("/__sim/requests", get(requests))
@@ -441,20 +495,189 @@ async fn list_connections(
     Path(project): Path<String>,
     req: Request<Body>,
 ) -> Response {
-    state.record(&req, Some(&project));
-    let fault = state.take_fault(&project);
+    state.record(&req, Some((Endpoint::List, &project)));
+    answer(&state, &project, req, || json_response(StatusCode::OK, state.body_for(&project).to_vec(), &[]))
+        .await
+}
+
+async fn show_connection(
+    State(state): State<Arc<SimState>>,
+    Path((project, id)): Path<(String, String)>,
+    req: Request<Body>,
+) -> Response {
+    state.record(&req, Some((Endpoint::Show, &project)));
+    answer(&state, &project, req, || {
+        let all = fixtures::connections(&project, state.opts.connections_per_project);
+        match all.iter().find(|c| c["connection_id"].as_str() == Some(id.as_str())) {
+            Some(c) => json_response(StatusCode::OK, fixtures::show_body(c), &[]),
+            None => dli_error(
+                StatusCode::BAD_REQUEST,
+                "DLI.0002",
+                &format!("There is no datasource connection with id {}", printable(&id)),
+            ),
+        }
+    })
+    .await
+}
+
+/// The query parameters of the enhanced list, as DLI documents them (all strings).
+#[derive(Debug, Default)]
+struct EnhancedQuery {
+    limit: Option<String>,
+    offset: Option<String>,
+    status: Option<String>,
+    name: Option<String>,
+    tags: Option<String>,
+}
+
+impl EnhancedQuery {
+    fn parse(query: &str) -> Self {
+        let mut q = Self::default();
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            let slot = match &*k {
+                "limit" => &mut q.limit,
+                "offset" => &mut q.offset,
+                "status" => &mut q.status,
+                "name" => &mut q.name,
+                "tags" => &mut q.tags,
+                _ => continue,
+            };
+            *slot = Some(v.into_owned());
+        }
+        q
+    }
+}
+
+async fn list_enhanced(
+    State(state): State<Arc<SimState>>,
+    Path(project): Path<String>,
+    req: Request<Body>,
+) -> Response {
+    state.record(&req, Some((Endpoint::EnhancedList, &project)));
+    let query = EnhancedQuery::parse(req.uri().query().unwrap_or(""));
+    answer(&state, &project, req, || {
+        let number = |v: &Option<String>, default: usize| match v.as_deref().map(str::trim) {
+            None | Some("") => Some(default),
+            Some(v) => v.parse::<usize>().ok(),
+        };
+        let (Some(limit), Some(offset)) = (number(&query.limit, 100), number(&query.offset, 0)) else {
+            return dli_error(
+                StatusCode::BAD_REQUEST,
+                "DLI.0001",
+                "limit and offset must be non-negative integers",
+            );
+        };
+        let mut wanted_tags = Vec::new();
+        for pair in query.tags.as_deref().unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some((k, v)) => wanted_tags.push((k.trim().to_owned(), v.trim().to_owned())),
+                None => {
+                    return dli_error(
+                        StatusCode::BAD_REQUEST,
+                        "DLI.0001",
+                        "tags must be k=v pairs joined by commas",
+                    );
+                }
+            }
+        }
+        let status = query.status.as_deref().map(str::trim).filter(|s| !s.is_empty());
+        let name = query.name.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_lowercase);
+        let matching: Vec<Value> = fixtures::enhanced_connections(&project, state.opts.enhanced_per_project)
+            .into_iter()
+            .filter(|e| {
+                status.is_none_or(|s| e.item["status"].as_str().is_some_and(|v| v.eq_ignore_ascii_case(s)))
+            })
+            .filter(|e| {
+                name.as_deref()
+                    .is_none_or(|n| e.item["name"].as_str().is_some_and(|v| v.to_lowercase().contains(n)))
+            })
+            .filter(|e| wanted_tags.iter().all(|t| e.tags.contains(t)))
+            .map(|e| e.item)
+            .collect();
+        let count = matching.len();
+        let page: Vec<Value> =
+            matching.into_iter().skip(offset).take(if limit == 0 { usize::MAX } else { limit }).collect();
+        let body =
+            serde_json::json!({ "is_success": true, "message": "", "count": count, "connections": page });
+        json_response(StatusCode::OK, body.to_string().into_bytes(), &[])
+    })
+    .await
+}
+
+/// The enhanced connection `id` of `project` and its index, or DLI's answer for an unknown id.
+fn find_enhanced(
+    state: &SimState,
+    project: &str,
+    id: &str,
+) -> Result<(usize, fixtures::Enhanced), Box<Response>> {
+    fixtures::enhanced_connections(project, state.opts.enhanced_per_project)
+        .into_iter()
+        .enumerate()
+        .find(|(_, e)| e.item["id"].as_str() == Some(id))
+        .ok_or_else(|| {
+            Box::new(dli_error(
+                StatusCode::BAD_REQUEST,
+                "DLI.0001",
+                &format!("Connection {} is not exist", printable(id)),
+            ))
+        })
+}
+
+async fn show_enhanced(
+    State(state): State<Arc<SimState>>,
+    Path((project, id)): Path<(String, String)>,
+    req: Request<Body>,
+) -> Response {
+    state.record(&req, Some((Endpoint::EnhancedShow, &project)));
+    answer(&state, &project, req, || match find_enhanced(&state, &project, &id) {
+        Ok((_, e)) => json_response(StatusCode::OK, fixtures::enhanced_show_body(&e), &[]),
+        Err(resp) => *resp,
+    })
+    .await
+}
+
+async fn enhanced_privileges(
+    State(state): State<Arc<SimState>>,
+    Path((project, id)): Path<(String, String)>,
+    req: Request<Body>,
+) -> Response {
+    state.record(&req, Some((Endpoint::Privileges, &project)));
+    answer(&state, &project, req, || match find_enhanced(&state, &project, &id) {
+        Ok((i, e)) => json_response(StatusCode::OK, fixtures::privileges_body(&project, &e, i), &[]),
+        Err(resp) => *resp,
+    })
+    .await
+}
+
+/// An id fit to echo in an error message (DLI echoes it; ours may be hostile).
+fn printable(id: &str) -> String {
+    id.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')).take(64).collect()
+}
+
+fn dli_error(status: StatusCode, code: &str, msg: &str) -> Response {
+    let body = serde_json::json!({ "error_code": code, "error_msg": msg });
+    json_response(status, body.to_string().into_bytes(), &[])
+}
+
+/// What every endpoint does around its answer: the project's delay and fault, then the
+/// gateway's authentication, then `ok` (the normal answer) unless a fault replaces it.
+async fn answer(
+    state: &SimState,
+    project: &str,
+    req: Request<Body>,
+    ok: impl FnOnce() -> Response,
+) -> Response {
+    let fault = state.take_fault(project);
     let base = state.opts.base_delay + Duration::from_millis(fault.as_ref().map_or(0, |f| f.delay_ms));
     if !base.is_zero() {
         tokio::time::sleep(base).await;
     }
     // Authentication happens at the gateway, before the service sees the request.
-    if let Err(refused) = auth::check(&state, &project, &req) {
+    if let Err(refused) = auth::check(state, project, &req) {
         return refused.into_response();
     }
     match fault.map(|f| f.kind) {
-        None | Some(FaultKind::Normal) => {
-            json_response(StatusCode::OK, state.body_for(&project).to_vec(), &[])
-        }
+        None | Some(FaultKind::Normal) => ok(),
         Some(FaultKind::Error { status, error_code, error_msg, gateway, retry_after }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let body = if gateway {

@@ -1,13 +1,16 @@
 //! The DLI HTTP client: one instrumented method per endpoint.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use reqwest::{StatusCode, Url, header};
 use tracing::Instrument;
 
 use super::{
     auth::Credential,
-    model::ListResponse,
+    model::{
+        ConnectionDto, EnhancedConnectionDto, EnhancedListResponse, Envelope, ListResponse,
+        PrivilegesResponse,
+    },
     rate_limit::RateLimiter,
     response::{self, BodyError},
     retry::{CONNECT_FAILED, Resilience, ResilienceOptions},
@@ -20,7 +23,7 @@ use crate::{
         metrics::{CircuitState, Metrics},
         trace_context,
     },
-    project_id::ProjectId,
+    project_id::{ConnectionId, ProjectId},
 };
 
 /// Client for DLI's datasource-connection API at one base URL.
@@ -104,11 +107,17 @@ impl Client {
     /// The list URL for `project`: the base plus `v2.0/{project}/datasource-connection`,
     /// the project id pushed as one percent-encoded path segment.
     pub fn list_url(&self, project: &ProjectId) -> Url {
+        self.url(project, &["datasource-connection"])
+    }
+
+    /// The base plus `v2.0/{project}/` and `segments`, each pushed as one percent-encoded
+    /// path segment (ids are validated before they get here; encoding is the second guard).
+    fn url(&self, project: &ProjectId, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         url.set_query(None);
         url.set_fragment(None);
-        if let Ok(mut segments) = url.path_segments_mut() {
-            segments.pop_if_empty().push("v2.0").push(project.as_str()).push("datasource-connection");
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().push("v2.0").push(project.as_str()).extend(segments);
         }
         url
     }
@@ -126,22 +135,132 @@ impl Client {
             http.status = tracing::field::Empty,
             error_code = tracing::field::Empty,
         );
+        let url = self.list_url(project);
+        let result = self.call(span, project, credential, &url, parse_off_runtime).await;
+        if let Ok(r) = &result {
+            tracing::debug!(connections = r.connections.as_ref().map_or(0, Vec::len), "upstream list ok");
+        }
+        result
+    }
+
+    /// `GET /v2.0/{project_id}/datasource-connection/{connection_id}`: one classic connection
+    /// with its per-queue peering. `None` when DLI says it does not exist.
+    pub async fn show_connection(
+        &self,
+        project: &ProjectId,
+        connection: &ConnectionId,
+        credential: &Credential,
+    ) -> Result<Option<Arc<ConnectionDto>>, UpstreamError> {
+        let span = tracing::info_span!(
+            "upstream.show_connection",
+            otel.kind = "client",
+            project = %project,
+            connection = %connection,
+            http.status = tracing::field::Empty,
+            error_code = tracing::field::Empty,
+        );
+        let url = self.url(project, &["datasource-connection", connection.as_str()]);
+        let result = self.call(span, project, credential, &url, |b| async move { parse_show(&b) }).await;
+        not_exist_as_none(result)
+    }
+
+    /// `GET /v2.0/{project_id}/datasource/enhanced-connections`: one page of a project's
+    /// enhanced connections, filtered by DLI (`limit = 0` means all of them).
+    pub async fn list_enhanced_connections(
+        &self,
+        project: &ProjectId,
+        query: &EnhancedQuery,
+        credential: &Credential,
+    ) -> Result<Arc<EnhancedListResponse>, UpstreamError> {
+        let span = tracing::info_span!(
+            "upstream.list_enhanced_connections",
+            otel.kind = "client",
+            project = %project,
+            limit = query.limit,
+            offset = query.offset,
+            http.status = tracing::field::Empty,
+            error_code = tracing::field::Empty,
+        );
+        let mut url = self.url(project, &["datasource", "enhanced-connections"]);
+        query.append_to(&mut url);
+        self.call(span, project, credential, &url, |b| async move { parse_enhanced_list(&b) }).await
+    }
+
+    /// `GET /v2.0/{project_id}/datasource/enhanced-connections/{connection_id}`: one enhanced
+    /// connection. `None` when DLI says it does not exist.
+    pub async fn show_enhanced_connection(
+        &self,
+        project: &ProjectId,
+        connection: &ConnectionId,
+        credential: &Credential,
+    ) -> Result<Option<Arc<EnhancedConnectionDto>>, UpstreamError> {
+        let span = tracing::info_span!(
+            "upstream.show_enhanced_connection",
+            otel.kind = "client",
+            project = %project,
+            connection = %connection,
+            http.status = tracing::field::Empty,
+            error_code = tracing::field::Empty,
+        );
+        let url = self.url(project, &["datasource", "enhanced-connections", connection.as_str()]);
+        let result =
+            self.call(span, project, credential, &url, |b| async move { parse_enhanced_show(&b) }).await;
+        not_exist_as_none(result)
+    }
+
+    /// `GET .../datasource/enhanced-connections/{connection_id}/privileges`: the projects an
+    /// enhanced connection is shared with. `None` when DLI says it does not exist.
+    pub async fn enhanced_connection_privileges(
+        &self,
+        project: &ProjectId,
+        connection: &ConnectionId,
+        credential: &Credential,
+    ) -> Result<Option<Arc<PrivilegesResponse>>, UpstreamError> {
+        let span = tracing::info_span!(
+            "upstream.enhanced_connection_privileges",
+            otel.kind = "client",
+            project = %project,
+            connection = %connection,
+            http.status = tracing::field::Empty,
+            error_code = tracing::field::Empty,
+        );
+        let url =
+            self.url(project, &["datasource", "enhanced-connections", connection.as_str(), "privileges"]);
+        let result =
+            self.call(span, project, credential, &url, |b| async move { parse_privileges(&b) }).await;
+        not_exist_as_none(result)
+    }
+
+    /// One GET of `url` for `project` inside `span`: retries, concurrency cap and breaker
+    /// within `self.timeout`, the credential applied to each attempt, the 2xx body parsed by
+    /// `parse`, metrics and logs for the outcome.
+    async fn call<T, P, Fut>(
+        &self,
+        span: tracing::Span,
+        project: &ProjectId,
+        credential: &Credential,
+        url: &Url,
+        parse: P,
+    ) -> Result<T, UpstreamError>
+    where
+        P: Fn(Vec<u8>) -> Fut,
+        Fut: Future<Output = Result<T, UpstreamError>>,
+    {
         let started = std::time::Instant::now();
         // Retries, call budget, concurrency cap and breaker, all within `self.timeout`.
         let identity = credential.identity();
         let result = self
             .resilience
-            .run(self.timeout, &self.metrics, &identity, || self.list_once(project, credential))
+            .run(self.timeout, &self.metrics, &identity, || async {
+                let body = self.get_once(url, project, credential).await?;
+                parse(body).await
+            })
             .instrument(span.clone())
             .await;
         let _enter = span.enter();
-        self.record_metrics(&result, started.elapsed());
+        self.record_metrics(result.as_ref().err(), started.elapsed());
         match &result {
-            Ok(r) => tracing::debug!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                connections = r.connections.as_ref().map_or(0, Vec::len),
-                "upstream call ok"
-            ),
+            Ok(_) => tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "upstream call ok"),
             Err(e) => {
                 if let UpstreamError::Status { code: Some(c), .. } = e {
                     span.record("error_code", c.as_str());
@@ -150,20 +269,26 @@ impl Client {
                     // Revoked or expired early: a cached IAM token is dropped for the next call.
                     credential.rejected(project);
                 }
-                tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64, error = %e, "upstream call failed")
+                if e.is_not_exist() {
+                    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, error = %e, "upstream: no such object")
+                } else {
+                    tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64, error = %e, "upstream call failed")
+                }
             }
         }
         result
     }
 
-    async fn list_once(
+    /// One attempt: the 2xx body, or the failure.
+    async fn get_once(
         &self,
+        url: &Url,
         project: &ProjectId,
         credential: &Credential,
-    ) -> Result<Arc<ListResponse>, UpstreamError> {
+    ) -> Result<Vec<u8>, UpstreamError> {
         let mut req = self
             .http
-            .get(self.list_url(project))
+            .get(url.clone())
             .header(header::ACCEPT, "application/json")
             .header(header::CONTENT_TYPE, "application/json")
             .headers(trace_context::upstream_headers())
@@ -180,32 +305,70 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         let body = read_capped(resp, self.max_body_bytes, self.timeout).await?;
-        if status.is_success() {
-            parse_off_runtime(body).await
-        } else {
-            Err(status_error(status, &body, retry_after))
+        if status.is_success() { Ok(body) } else { Err(status_error(status, &body, retry_after)) }
+    }
+}
+
+/// The query parameters of the enhanced list (DLI's `limit`, `offset`, `status`, `name`,
+/// `tags`). `limit = 0` asks for every match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct EnhancedQuery {
+    /// Rows per page; 0 means all.
+    pub limit: u32,
+    /// Rows to skip.
+    pub offset: u32,
+    /// `ACTIVE` or `DELETED` (DLI compares case-insensitively).
+    pub status: Option<String>,
+    /// Name filter.
+    pub name: Option<String>,
+    /// `(key, value)` tags, sent as `k=v` pairs joined by commas.
+    pub tags: Vec<(String, String)>,
+}
+
+impl EnhancedQuery {
+    /// Appends the parameters to `url` (form-encoded; empty filters left out).
+    fn append_to(&self, url: &mut Url) {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("limit", &self.limit.to_string()).append_pair("offset", &self.offset.to_string());
+        if let Some(s) = &self.status {
+            q.append_pair("status", s);
+        }
+        if let Some(n) = &self.name {
+            q.append_pair("name", n);
+        }
+        if !self.tags.is_empty() {
+            let tags: Vec<String> = self.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            q.append_pair("tags", &tags.join(","));
         }
     }
 }
 
+/// `Ok(None)` for DLI's "does not exist" answers; other results unchanged.
+fn not_exist_as_none<T>(result: Result<Option<T>, UpstreamError>) -> Result<Option<T>, UpstreamError> {
+    match result {
+        Err(e) if e.is_not_exist() => Ok(None),
+        other => other,
+    }
+}
+
 impl Client {
-    fn record_metrics(&self, result: &Result<Arc<ListResponse>, UpstreamError>, elapsed: Duration) {
-        let (outcome, status, code) = match result {
-            Ok(_) => ("ok", "2xx".to_owned(), None),
-            Err(UpstreamError::Status { status, code, .. }) => {
+    fn record_metrics(&self, error: Option<&UpstreamError>, elapsed: Duration) {
+        let (outcome, status, code) = match error {
+            None => ("ok", "2xx".to_owned(), None),
+            Some(UpstreamError::Status { status, code, .. }) => {
                 ("http_error", status.to_string(), code.as_deref())
             }
-            Err(UpstreamError::NotSuccess { .. }) => ("not_success", "2xx".to_owned(), None),
-            Err(UpstreamError::Timeout(_)) => ("timeout", "none".to_owned(), None),
-            Err(UpstreamError::Unavailable(_)) => ("unavailable", "none".to_owned(), None),
-            Err(UpstreamError::CircuitOpen(_)) => ("circuit_open", "none".to_owned(), None),
-            Err(UpstreamError::BadResponse(_)) => ("bad_response", "none".to_owned(), None),
-            Err(UpstreamError::NoCredentials) => ("no_credentials", "none".to_owned(), None),
-            Err(UpstreamError::ProjectNotAllowed) => ("not_allowed", "none".to_owned(), None),
+            Some(UpstreamError::NotSuccess { .. }) => ("not_success", "2xx".to_owned(), None),
+            Some(UpstreamError::Timeout(_)) => ("timeout", "none".to_owned(), None),
+            Some(UpstreamError::Unavailable(_)) => ("unavailable", "none".to_owned(), None),
+            Some(UpstreamError::CircuitOpen(_)) => ("circuit_open", "none".to_owned(), None),
+            Some(UpstreamError::BadResponse(_)) => ("bad_response", "none".to_owned(), None),
+            Some(UpstreamError::NoCredentials) => ("no_credentials", "none".to_owned(), None),
+            Some(UpstreamError::ProjectNotAllowed) => ("not_allowed", "none".to_owned(), None),
             // Getting an IAM token failed, so DLI itself was never asked.
-            Err(UpstreamError::Iam(_)) => ("iam_error", "none".to_owned(), None),
+            Some(UpstreamError::Iam(_)) => ("iam_error", "none".to_owned(), None),
             // The service's own budget said no; DLI was never asked.
-            Err(UpstreamError::OverBudget { .. }) => ("over_budget", "none".to_owned(), None),
+            Some(UpstreamError::OverBudget { .. }) => ("over_budget", "none".to_owned(), None),
         };
         self.metrics.upstream_call(outcome, &status, code, elapsed);
     }
@@ -273,6 +436,58 @@ pub fn parse_list(body: &[u8]) -> Result<Arc<ListResponse>, UpstreamError> {
     Ok(Arc::new(parsed))
 }
 
+/// Parses `text` as `T`, refusing anything that is not the documented JSON.
+fn parse_json<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, UpstreamError> {
+    serde_json::from_str(text).map_err(|e| UpstreamError::BadResponse(e.to_string()))
+}
+
+/// The body as text, refusing invalid UTF-8.
+fn utf8(body: &[u8]) -> Result<&str, UpstreamError> {
+    std::str::from_utf8(body).map_err(|e| UpstreamError::BadResponse(e.to_string()))
+}
+
+/// A `false` success flag on a 2xx is a failure.
+fn check_success(is_success: Option<bool>, message: Option<&str>) -> Result<(), UpstreamError> {
+    if is_success == Some(false) {
+        return Err(UpstreamError::NotSuccess { message: message.and_then(sanitize_upstream_text) });
+    }
+    Ok(())
+}
+
+/// A classic show body: the connection's fields at top level beside `is_success`/`message`.
+pub fn parse_show(body: &[u8]) -> Result<Option<Arc<ConnectionDto>>, UpstreamError> {
+    let text = utf8(body)?;
+    let envelope: Envelope = parse_json(text)?;
+    check_success(envelope.is_success, envelope.message.as_deref())?;
+    let dto: ConnectionDto = parse_json(text)?;
+    Ok(Some(Arc::new(dto)))
+}
+
+/// An enhanced list body; refused without a `connections` array.
+pub fn parse_enhanced_list(body: &[u8]) -> Result<Arc<EnhancedListResponse>, UpstreamError> {
+    let parsed: EnhancedListResponse = parse_json(utf8(body)?)?;
+    check_success(parsed.is_success, parsed.message.as_deref())?;
+    if parsed.connections.is_none() {
+        return Err(UpstreamError::BadResponse("no `connections` array".to_owned()));
+    }
+    Ok(Arc::new(parsed))
+}
+
+/// An enhanced show body: the connection's fields at top level.
+pub fn parse_enhanced_show(body: &[u8]) -> Result<Option<Arc<EnhancedConnectionDto>>, UpstreamError> {
+    let text = utf8(body)?;
+    let envelope: Envelope = parse_json(text)?;
+    check_success(envelope.is_success, envelope.message.as_deref())?;
+    Ok(Some(Arc::new(parse_json(text)?)))
+}
+
+/// A privileges body.
+pub fn parse_privileges(body: &[u8]) -> Result<Option<Arc<PrivilegesResponse>>, UpstreamError> {
+    let parsed: PrivilegesResponse = parse_json(utf8(body)?)?;
+    check_success(parsed.is_success, parsed.message.as_deref())?;
+    Ok(Some(Arc::new(parsed)))
+}
+
 fn status_error(status: StatusCode, body: &[u8], retry_after: Option<u64>) -> UpstreamError {
     let (code, message) = response::error_code_and_message(body);
     UpstreamError::Status { status: status.as_u16(), code, message, retry_after }
@@ -297,6 +512,52 @@ mod tests {
             client("http://127.0.0.1:9/prefix/?q=1#f").list_url(&p).as_str(),
             "http://127.0.0.1:9/prefix/v2.0/abc_DEF-1/datasource-connection"
         );
+    }
+
+    #[test]
+    fn detail_urls_push_each_id_as_one_segment() {
+        let p = ProjectId::parse("p1").expect("valid");
+        let c = ConnectionId::parse("c-1_x").expect("valid");
+        let client = client("http://127.0.0.1:9/prefix/");
+        assert_eq!(
+            client.url(&p, &["datasource-connection", c.as_str()]).as_str(),
+            "http://127.0.0.1:9/prefix/v2.0/p1/datasource-connection/c-1_x"
+        );
+        let mut url = client.url(&p, &["datasource", "enhanced-connections"]);
+        EnhancedQuery {
+            limit: 0,
+            offset: 50,
+            status: Some("active".into()),
+            name: Some("a b&c".into()),
+            tags: vec![("env".into(), "prod".into()), ("team".into(), "a".into())],
+        }
+        .append_to(&mut url);
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9/prefix/v2.0/p1/datasource/enhanced-connections\
+             ?limit=0&offset=50&status=active&name=a+b%26c&tags=env%3Dprod%2Cteam%3Da"
+        );
+    }
+
+    #[test]
+    fn show_bodies_parse_flat_and_refuse_failures() {
+        let show = parse_show(
+            br#"{"is_success":true,"message":"","connection_id":"c1","state":"ACTIVE",
+                "available_queue_info":[{"uuid":"u1","status":"FAILED","name":"q","err_msg":"x","update_time":"5"}]}"#,
+        )
+        .expect("parses")
+        .expect("some");
+        let info = &show.available_queue_info.as_deref().expect("info")[0];
+        assert_eq!((info.peering_id(), info.update_time), (Some("u1"), Some(5)));
+        assert!(matches!(
+            parse_show(br#"{"is_success":false,"message":"no"}"#),
+            Err(UpstreamError::NotSuccess { .. })
+        ));
+        assert!(matches!(parse_enhanced_list(br#"{"count":1}"#), Err(UpstreamError::BadResponse(_))));
+        let e = parse_enhanced_show(br#"{"id":"e1","isPrivis":false,"hosts":[{"name":"h","ip":"1.2.3.4"}]}"#)
+            .expect("parses")
+            .expect("some");
+        assert_eq!((e.id.as_deref(), e.is_privis), (Some("e1"), Some(false)));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Sharing upstream answers between GraphQL requests, to spare DLI (which throttles with 429).
 //!
 //! Two mechanisms, both keyed by (credential identity, project) so that one caller's
-//! answer never serves another caller:
+//! answer never serves another caller (per-connection calls and enhanced pages are keyed by
+//! (credential identity, project, endpoint and its parameters), and only coalesced):
 //! - **Coalescing** (on by default): while a call for a key is in flight, further fetches of
 //!   that key wait for it instead of sending their own. Nothing outlives the call.
 //! - **TTL cache** (off by default): a successful answer is kept for `ttl` and served to later
@@ -39,12 +40,38 @@ use tracing::Instrument;
 use super::{
     auth::{Credential, CredentialIdentity},
     cache::{TtlCache, list_weight},
-    client::Client,
-    model::ListResponse,
+    client::{Client, EnhancedQuery},
+    model::{ConnectionDto, EnhancedConnectionDto, EnhancedListResponse, ListResponse, PrivilegesResponse},
     shared_state::{FetchKey, FleetStore, HANDOFF, POLL},
 };
 pub use crate::config::ShareOptions;
-use crate::{error::UpstreamError, observability::trace_context, project_id::ProjectId};
+use crate::{
+    error::UpstreamError,
+    observability::trace_context,
+    project_id::{ConnectionId, ProjectId},
+};
+
+/// A call other than the classic list: which endpoint, with which parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Call {
+    Show(ConnectionId),
+    EnhancedShow(ConnectionId),
+    Privileges(ConnectionId),
+    EnhancedList(EnhancedQuery),
+}
+
+/// The answer of a [`Call`].
+#[derive(Debug, Clone)]
+enum Answer {
+    Show(Option<Arc<ConnectionDto>>),
+    EnhancedShow(Option<Arc<EnhancedConnectionDto>>),
+    Privileges(Option<Arc<PrivilegesResponse>>),
+    EnhancedList(Arc<EnhancedListResponse>),
+}
+
+type CallOutcome = Result<Answer, Arc<UpstreamError>>;
+type CallKey = (CredentialIdentity, ProjectId, Call);
+type CallFlight = Shared<BoxFuture<'static, CallOutcome>>;
 
 /// The outcome of one list call, cheap to hand to every waiter.
 pub type ListOutcome = Result<Arc<ListResponse>, Arc<UpstreamError>>;
@@ -67,6 +94,8 @@ struct Inner {
     fleet: Option<Fleet>,
     /// Calls in flight, each tagged with a serial so a finished call removes only itself.
     in_flight: Mutex<HashMap<Key, (u64, Flight)>>,
+    /// The other calls in flight, tagged the same way.
+    calls_in_flight: Mutex<HashMap<CallKey, (u64, CallFlight)>>,
     serial: AtomicU64,
 }
 
@@ -107,6 +136,7 @@ impl SharedClient {
                 cache,
                 fleet,
                 in_flight: Mutex::default(),
+                calls_in_flight: Mutex::default(),
                 serial: AtomicU64::new(0),
             }),
         }
@@ -190,6 +220,128 @@ impl SharedClient {
         .shared();
         (serial, flight)
     }
+}
+
+impl SharedClient {
+    /// One classic connection (`None`: DLI says it does not exist), joining an identical call
+    /// in flight for the same credential identity.
+    pub async fn show_connection(
+        &self,
+        project: &ProjectId,
+        id: &ConnectionId,
+        credential: &Credential,
+    ) -> Result<Option<Arc<ConnectionDto>>, Arc<UpstreamError>> {
+        match self.call(project, Call::Show(id.clone()), credential).await? {
+            Answer::Show(v) => Ok(v),
+            _ => Err(mismatch()),
+        }
+    }
+
+    /// One enhanced connection, joining an identical call in flight.
+    pub async fn show_enhanced_connection(
+        &self,
+        project: &ProjectId,
+        id: &ConnectionId,
+        credential: &Credential,
+    ) -> Result<Option<Arc<EnhancedConnectionDto>>, Arc<UpstreamError>> {
+        match self.call(project, Call::EnhancedShow(id.clone()), credential).await? {
+            Answer::EnhancedShow(v) => Ok(v),
+            _ => Err(mismatch()),
+        }
+    }
+
+    /// An enhanced connection's privileges, joining an identical call in flight.
+    pub async fn enhanced_connection_privileges(
+        &self,
+        project: &ProjectId,
+        id: &ConnectionId,
+        credential: &Credential,
+    ) -> Result<Option<Arc<PrivilegesResponse>>, Arc<UpstreamError>> {
+        match self.call(project, Call::Privileges(id.clone()), credential).await? {
+            Answer::Privileges(v) => Ok(v),
+            _ => Err(mismatch()),
+        }
+    }
+
+    /// A page of enhanced connections, joining an identical call in flight.
+    pub async fn list_enhanced_connections(
+        &self,
+        project: &ProjectId,
+        query: &EnhancedQuery,
+        credential: &Credential,
+    ) -> Result<Arc<EnhancedListResponse>, Arc<UpstreamError>> {
+        match self.call(project, Call::EnhancedList(query.clone()), credential).await? {
+            Answer::EnhancedList(v) => Ok(v),
+            _ => Err(mismatch()),
+        }
+    }
+
+    /// `call` for `project`: joins the identical call in flight for this credential identity,
+    /// or starts it (in its own task, like list calls) when there is none.
+    async fn call(&self, project: &ProjectId, call: Call, credential: &Credential) -> CallOutcome {
+        let inner = &self.inner;
+        if !inner.coalesce {
+            return send(&inner.client, project.clone(), call, credential.clone()).await;
+        }
+        let key = (credential.identity(), project.clone(), call.clone());
+        let flight = {
+            let mut in_flight = inner.calls_in_flight.lock();
+            if let Some((_, flight)) = in_flight.get(&key) {
+                inner.client.metrics().upstream_coalesced();
+                flight.clone()
+            } else {
+                let serial = inner.serial.fetch_add(1, Ordering::Relaxed);
+                let shared = Arc::clone(inner);
+                let (project, credential, task_key) = (project.clone(), credential.clone(), key.clone());
+                let run = async move {
+                    let result = send(&shared.client, project, call, credential).await;
+                    let mut in_flight = shared.calls_in_flight.lock();
+                    if in_flight.get(&task_key).is_some_and(|(s, _)| *s == serial) {
+                        in_flight.remove(&task_key);
+                    }
+                    result
+                }
+                .in_current_span();
+                let task = match trace_context::current_request_id() {
+                    Some(id) => tokio::spawn(trace_context::with_request_id(id, run)),
+                    None => tokio::spawn(run),
+                };
+                let flight = async move {
+                    task.await.unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "upstream call task failed");
+                        Err(Arc::new(UpstreamError::Unavailable("upstream call aborted".to_owned())))
+                    })
+                }
+                .boxed()
+                .shared();
+                in_flight.insert(key, (serial, flight.clone()));
+                flight
+            }
+        };
+        flight.await
+    }
+}
+
+/// Sends `call` with the client (no sharing).
+async fn send(client: &Client, project: ProjectId, call: Call, credential: Credential) -> CallOutcome {
+    let result = match call {
+        Call::Show(id) => client.show_connection(&project, &id, &credential).await.map(Answer::Show),
+        Call::EnhancedShow(id) => {
+            client.show_enhanced_connection(&project, &id, &credential).await.map(Answer::EnhancedShow)
+        }
+        Call::Privileges(id) => {
+            client.enhanced_connection_privileges(&project, &id, &credential).await.map(Answer::Privileges)
+        }
+        Call::EnhancedList(query) => {
+            client.list_enhanced_connections(&project, &query, &credential).await.map(Answer::EnhancedList)
+        }
+    };
+    result.map_err(Arc::new)
+}
+
+/// A call answered with another call's kind of answer: never happens (each key has one kind).
+fn mismatch() -> Arc<UpstreamError> {
+    Arc::new(UpstreamError::BadResponse("an answer of another kind of call".to_owned()))
 }
 
 impl Inner {

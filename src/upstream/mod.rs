@@ -17,7 +17,10 @@ pub mod retry;
 pub mod shared_state;
 
 pub use auth::{Credential, CredentialIdentity};
-pub use client::Client;
+pub use client::{Client, EnhancedQuery};
 pub use coalesce::{ListOutcome, SharedClient};
-pub use model::{ConnectionDto, ListResponse};
+pub use model::{
+    ConnectionDto, EnhancedConnectionDto, EnhancedListResponse, HostDto, ListResponse, PrivilegeDto,
+    PrivilegesResponse, QueueInfo,
+};
 pub use shared_state::FleetStore;

@@ -1,4 +1,5 @@
-//! Serde DTOs for the DLI list response, tolerant by design.
+//! Serde DTOs for DLI's datasource-connection responses (classic list and show, enhanced
+//! list and show, privileges), tolerant by design.
 //!
 //! Every field is optional (the official SDKs model them all as nullable), unknown fields
 //! are ignored, and numbers may come as integers, floats or numeric strings. A body that is
@@ -64,12 +65,146 @@ pub struct ConnectionDto {
     pub available_queue_info: Option<Vec<QueueInfo>>,
 }
 
-/// One entry of `available_queue_info`; only the name is used.
+/// One entry of `available_queue_info` or `elastic_resource_pools`: the peering of one
+/// queue (or elastic resource pool) with the connection's destination.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct QueueInfo {
-    /// Queue name.
+    /// Queue (or pool) name.
     #[serde(default)]
     pub name: Option<String>,
+    /// `CREATING`, `ACTIVE` or `FAILED`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The peering id, as the docs name it.
+    #[serde(default)]
+    pub peer_id: Option<String>,
+    /// The peering id, as the SDK names it.
+    #[serde(default)]
+    pub uuid: Option<String>,
+    /// Detail when the peering failed.
+    #[serde(default)]
+    pub err_msg: Option<String>,
+    /// Last update, epoch milliseconds.
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub update_time: Option<i64>,
+}
+
+impl QueueInfo {
+    /// The peering id under either key (`peer_id` first).
+    pub fn peering_id(&self) -> Option<&str> {
+        [&self.peer_id, &self.uuid].into_iter().find_map(|s| s.as_deref().filter(|s| !s.is_empty()))
+    }
+}
+
+/// The success flag and message every DLI answer carries at top level (the show endpoints
+/// put the object's own fields beside them).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Envelope {
+    /// `true` when the request succeeded; a `false` on a 2xx is a failure.
+    #[serde(default)]
+    pub is_success: Option<bool>,
+    /// System message, often empty.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// The envelope of `GET /v2.0/{project_id}/datasource/enhanced-connections`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EnhancedListResponse {
+    /// `true` when the request succeeded.
+    #[serde(default)]
+    pub is_success: Option<bool>,
+    /// System message, often empty.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// This page of connections; `None` when the key is missing or null.
+    #[serde(default)]
+    pub connections: Option<Vec<EnhancedConnectionDto>>,
+    /// How many connections match the filters (all pages); the docs say "number returned",
+    /// so it is not trusted to end a listing on its own.
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub count: Option<i64>,
+}
+
+/// One enhanced (VPC-peering) datasource connection, as the list and show endpoints send it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EnhancedConnectionDto {
+    /// UUID of the connection (`id`, not `connection_id`).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// User-chosen name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `ACTIVE` or `DELETED`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Per-queue peering.
+    #[serde(default)]
+    pub available_queue_info: Option<Vec<QueueInfo>>,
+    /// Per-elastic-resource-pool peering.
+    #[serde(default)]
+    pub elastic_resource_pools: Option<Vec<QueueInfo>>,
+    /// VPC of the peer service.
+    #[serde(default)]
+    pub dest_vpc_id: Option<String>,
+    /// Subnet of the peer service.
+    #[serde(default)]
+    pub dest_network_id: Option<String>,
+    /// Creation time, epoch milliseconds.
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub create_time: Option<i64>,
+    /// Custom host entries.
+    #[serde(default)]
+    pub hosts: Option<Vec<HostDto>>,
+    /// camelCase in DLI's JSON: `false` when project authorization was granted, else `true`
+    /// (list only).
+    #[serde(default, rename = "isPrivis")]
+    pub is_privis: Option<bool>,
+    /// IPv6 enabled (newer API versions).
+    #[serde(default)]
+    pub ipv6_enable: Option<bool>,
+}
+
+/// A custom host entry of an enhanced connection.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct HostDto {
+    /// Host name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// IPv4 address.
+    #[serde(default)]
+    pub ip: Option<String>,
+}
+
+/// The answer of `GET .../enhanced-connections/{connection_id}/privileges`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PrivilegesResponse {
+    /// `true` when the request succeeded.
+    #[serde(default)]
+    pub is_success: Option<bool>,
+    /// System message, often empty.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The connection asked about.
+    #[serde(default)]
+    pub connection_id: Option<String>,
+    /// One entry per project the connection is shared with.
+    #[serde(default)]
+    pub privileges: Option<Vec<PrivilegeDto>>,
+}
+
+/// What one other project may do with an enhanced connection.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PrivilegeDto {
+    /// The object the grant is on, e.g. `edsconnections.{id}`.
+    #[serde(default)]
+    pub object: Option<String>,
+    /// The project granted the privileges.
+    #[serde(default)]
+    pub applicant_project_id: Option<String>,
+    /// The operations granted, e.g. `BIND_QUEUE`.
+    #[serde(default)]
+    pub privileges: Option<Vec<Option<String>>>,
 }
 
 /// A JSON number or numeric string, as the upstream is not consistent about either.

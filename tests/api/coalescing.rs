@@ -246,3 +246,45 @@ async fn the_cache_never_serves_one_token_s_answer_to_another() {
     assert_eq!(error_at(&none, "connections")["extensions"]["code"], "UNAUTHENTICATED", "{none:#}");
     assert_eq!(calls(&app), 2);
 }
+
+#[tokio::test]
+async fn concurrent_detail_and_enhanced_calls_share_one_upstream_call_per_credential() {
+    use dli_graphql::sim::Endpoint;
+    let query = "{ connection(projectId: \"p1\", connectionId: \"75419c22-7a31-42e4-a3f3-102f6e6895c9\") { name queueStatuses { name } } \
+                 enhancedConnections(projectId: \"p1\", first: 2) { edges { node { id } } } }";
+    let app = spawn_app().await;
+    app.sim.set_fault("p1", Fault::delay(Duration::from_millis(300)));
+    let before = metric(&app, "dli_graphql_upstream_coalesced_total").await;
+    let mine = concurrently(&app, 10, TOKEN, query);
+    let theirs = concurrently(&app, 10, OTHER_TOKEN, query);
+    let (mine, theirs) = futures::join!(mine, theirs);
+    for resp in mine.iter().chain(&theirs) {
+        assert!(errors(resp).is_empty(), "{resp:#}");
+        assert_eq!(resp["data"]["connection"]["name"], "test");
+    }
+    // One call per credential identity and endpoint; the other requests joined them (these
+    // are identical requests, so they share the whole execution: nine per identity).
+    assert_eq!(app.sim.calls_to(Endpoint::Show, "p1"), 2);
+    assert_eq!(app.sim.calls_to(Endpoint::EnhancedList, "p1"), 2);
+    assert_eq!(metric(&app, "dli_graphql_shared_executions_total").await, 18);
+    assert_eq!(metric(&app, "dli_graphql_upstream_coalesced_total").await - before, 0);
+    // Different documents (operation names) execute on their own and coalesce their calls.
+    let app = spawn_app().await;
+    app.sim.set_fault("p1", Fault::delay(Duration::from_millis(300)));
+    let app = &app;
+    let calls = (0..10).map(|i| {
+        let body = json!({ "query": format!("query Q{i} {}", &query[..]) });
+        async move { app.post_with_token(&body, Some(TOKEN)).await.1 }
+    });
+    for resp in join_all(calls).await {
+        assert!(errors(&resp).is_empty(), "{resp:#}");
+    }
+    assert_eq!(app.sim.calls_to(Endpoint::Show, "p1"), 1);
+    assert_eq!(app.sim.calls_to(Endpoint::EnhancedList, "p1"), 1);
+    assert_eq!(metric(app, "dli_graphql_upstream_coalesced_total").await, 18);
+
+    let apart = spawn_app_with(&["--no-coalesce"], SimOptions::default()).await;
+    apart.sim.set_fault("p1", Fault::delay(Duration::from_millis(100)));
+    concurrently(&apart, 5, TOKEN, query).await;
+    assert_eq!(apart.sim.calls_to(Endpoint::Show, "p1"), 5);
+}

@@ -1,6 +1,8 @@
 //! The one-pass `[Connection!]` resolver (the `connections` fields) against async-graphql's
 //! generic executor (which `_entities` still uses for `Connection`), over the same data:
-//! same values, same keys, same key order, for many shapes of selection set.
+//! same values, same keys, same key order, for many shapes of selection set, including
+//! selections with `queueStatuses`, for which the list itself falls back to the generic
+//! executor.
 
 use async_graphql::Value as GqlValue;
 use serde_json::{Value, json};
@@ -25,6 +27,12 @@ const SELECTIONS: &[(&str, &str)] = &[
         "fragment F on Connection { destination service }",
     ),
     ("first: __typename second: __typename", ""),
+    // Not leaves only: the list falls back to the generic executor.
+    ("name queueStatuses { name status peerId updatedAt } state", ""),
+    (
+        "...F createTime",
+        "fragment F on Connection { connectionId ... on Connection { q: queueStatuses { errorMessage } } }",
+    ),
 ];
 
 /// Posts `query` and returns the response as async-graphql values, keeping key order.

@@ -445,7 +445,8 @@ async fn graphiql_is_served_from_the_binary_and_loads_nothing_from_elsewhere() {
             assert!(body.len() > 500_000 && body.contains("GraphiQL"), "{path} is the GraphiQL bundle");
         }
         if path.ends_with("dli-graphql.js") {
-            for s in ["query ActiveConnections", "my-project", "X-Auth-Token", "shouldPersistHeaders: false"]
+            for s in
+                ["query ConnectionsDashboard", "my-project", "X-Auth-Token", "shouldPersistHeaders: false"]
             {
                 assert!(body.contains(s), "the page's setup has {s}");
             }
@@ -474,11 +475,14 @@ async fn the_graphiql_default_query_runs_against_the_schema() {
         .filter_map(|l| serde_json::from_str::<String>(l.trim().trim_end_matches(',')).ok())
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(query.contains("query ActiveConnections"), "{query}");
+    assert!(query.contains("query ConnectionsDashboard"), "{query}");
     let resp = app.query_vars(&query, json!({ "project": "my-project" })).await;
     assert!(resp.get("errors").is_none(), "{resp:#}");
-    let rows = resp["data"]["connections"].as_array().expect("list");
-    assert!(!rows.is_empty(), "the demo's default project has active connections");
+    let rows = resp["data"]["connectionsPage"]["edges"].as_array().expect("list");
+    assert!(!rows.is_empty(), "the demo's default project has connections");
+    assert!(resp["data"]["connectionStats"]["byState"].as_array().is_some_and(|s| !s.is_empty()));
+    // A dashboard's counts and page share the project's one list call.
+    assert_eq!(app.sim.calls_for("my-project"), 1);
 }
 
 fn run_healthcheck(listen: SocketAddr) -> std::process::Output {

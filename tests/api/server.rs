@@ -130,7 +130,7 @@ async fn disable_introspection_turns_off_schema_queries_and_suggestions() {
     // `__typename` is not introspection of the schema.
     assert_eq!(closed.query("{ __typename }").await["data"]["__typename"], "Query");
 
-    let typo = "{ connection(projectId: \"p1\") { name } }";
+    let typo = "{ connectionz(projectId: \"p1\") { name } }";
     let hint = |resp: &Value| resp["errors"][0]["message"].as_str().unwrap_or("").contains("Did you mean");
     assert!(hint(&open.query(typo).await), "suggestions are on by default");
     let resp = closed.query(typo).await;

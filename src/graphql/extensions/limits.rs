@@ -36,9 +36,22 @@ use crate::{
     error::{self, ErrorCode, limit_error},
 };
 
-/// Field names whose resolution loads a project from upstream.
-pub const UPSTREAM_FIELDS: &[&str] = &["connections", "_entities"];
-/// Argument and input-object keys that name a project.
+/// Field names whose resolution can call upstream (a list per project, or a call per
+/// connection).
+pub const UPSTREAM_FIELDS: &[&str] = &[
+    "connections",
+    "connectionsPage",
+    "connectionStats",
+    "connection",
+    "queueStatuses",
+    "enhancedConnections",
+    "enhancedConnection",
+    "privileges",
+    "_entities",
+];
+/// Argument and input-object keys that name a project. `id` names one only as the argument
+/// of `project` and in `Project` representations; elsewhere (`enhancedConnection(id:)`, an
+/// `EnhancedConnection` representation) it is a connection id.
 pub const PROJECT_KEYS: &[&str] = &["projectId", "id"];
 
 /// Installs the post-parse document limits on a schema (`SchemaBuilder::extension`); register
@@ -342,7 +355,11 @@ impl Walker<'_> {
                             Ok::<_, Infallible>(self.variable(&var).cloned().unwrap_or_default())
                         });
                         let Ok(value) = value;
-                        self.collect_projects(&value, Some(name.node.as_str()));
+                        let name = name.node.as_str();
+                        if name == "id" && field.name.node != "project" {
+                            continue;
+                        }
+                        self.collect_projects(&value, Some(name));
                     }
                     let below = self.selection_set(&field.selection_set.node);
                     let own = usize::from(UPSTREAM_FIELDS.contains(&field.name.node.as_str()));
@@ -397,7 +414,13 @@ impl Walker<'_> {
                 }
             }
             Value::Object(fields) => {
+                // In a representation of another type than `Project`, `id` is not a project.
+                let typename = fields.get("__typename");
+                let id_is_project = typename.is_none_or(|t| matches!(t, Value::String(t) if t == "Project"));
                 for (k, v) in fields {
+                    if k == "id" && !id_is_project {
+                        continue;
+                    }
                     self.collect_projects(v, Some(k.as_str()));
                 }
             }
@@ -555,6 +578,20 @@ mod tests {
         let mut projects: Vec<_> = m.projects.into_iter().collect();
         projects.sort();
         assert_eq!(projects, ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn connection_ids_named_id_are_not_counted_as_projects() {
+        let m = measure(
+            "query($r: [_Any!]!) { enhancedConnection(projectId: \"a\", id: \"x\") { privileges { object } } \
+             project(id: \"b\") { connection(connectionId: \"y\") { queueStatuses { name } } } \
+             _entities(representations: $r) { __typename } }",
+            serde_json::json!({ "r": [{ "__typename": "EnhancedConnection", "projectId": "c", "id": "z" }] }),
+        );
+        assert_eq!(m.upstream_fields, 5);
+        let mut projects: Vec<_> = m.projects.into_iter().collect();
+        projects.sort();
+        assert_eq!(projects, ["a", "b", "c"]);
     }
 
     fn tokens(q: &str) -> usize {
