@@ -273,7 +273,7 @@ async fn concurrent_detail_and_enhanced_calls_share_one_upstream_call_per_creden
     app.sim.set_fault("p1", Fault::delay(Duration::from_millis(300)));
     let app = &app;
     let calls = (0..10).map(|i| {
-        let body = json!({ "query": format!("query Q{i} {}", &query[..]) });
+        let body = json!({ "query": format!("query Q{i} {query}") });
         async move { app.post_with_token(&body, Some(TOKEN)).await.1 }
     });
     for resp in join_all(calls).await {
