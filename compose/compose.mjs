@@ -59,6 +59,9 @@ const expected = {
   Query: ["connections", "project", "catalogProjects"],
   Project: ["id", "connections", "displayName"],
   Connection: ["projectId", "connectionId", "name", "state", "createTime", "ownerTeam"],
+  // The router passes subscriptions through to the dli subgraph (over WebSocket).
+  Subscription: ["connectionEvents"],
+  ConnectionEvent: ["kind", "connection", "changedFields", "observedAt"],
 };
 for (const [type, fields] of Object.entries(expected)) {
   for (const field of fields) {

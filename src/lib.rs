@@ -13,10 +13,11 @@
 //!   HTTP error bodies.
 //! - [`project_id`]: the validated project id, the only client input in upstream URLs.
 //! - [`http`]: router and layers, GraphQL over HTTP, body limits, API keys and allowed
-//!   projects, content negotiation and compression, GraphiQL, health. No resolvers.
+//!   projects, content negotiation and compression, subscriptions over WebSocket and SSE,
+//!   GraphiQL, health. No resolvers.
 //! - [`graphql`]: schema, types (views over the DTOs), the per-request DataLoader, the
-//!   Apollo Federation v2 subgraph, and the schema extensions (limits, APQ, observation,
-//!   parsed documents). No HTTP.
+//!   Apollo Federation v2 subgraph, the `connectionEvents` subscription with its shared
+//!   pollers, and the schema extensions (limits, APQ, observation, parsed documents). No HTTP.
 //! - [`upstream`]: the DLI client, DTOs, retries and breaker, coalescing and cache, and
 //!   authentication (tokens, AK/SK signing, IAM, secret files). No GraphQL.
 //! - [`observability`]: logs and OTLP spans, Prometheus metrics, request ids and trace context.

@@ -116,11 +116,11 @@ pub struct Connection {
 
 impl Connection {
     /// The connection at `index` of `list` (an index from enumerating that list).
-    pub(super) fn new(project: ProjectId, list: Arc<ListResponse>, index: usize) -> Self {
+    pub(crate) fn new(project: ProjectId, list: Arc<ListResponse>, index: usize) -> Self {
         Self { project, list, index }
     }
 
-    pub(super) fn dto(&self) -> &ConnectionDto {
+    pub(crate) fn dto(&self) -> &ConnectionDto {
         // `index` comes from enumerating this same list; the fallback is never taken.
         static EMPTY: ConnectionDto = ConnectionDto {
             connection_id: None,

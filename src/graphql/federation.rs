@@ -15,7 +15,7 @@
 //! with any `connections`/`project` field of the same request.
 //!
 //! Because async-graphql only writes `@key` for types that have built-in entity resolvers,
-//! [`sdl`] adds the keys of [`ENTITY_KEYS`] to the type lines of its federation export (which
+//! [`sdl`](super::sdl) adds the keys of [`ENTITY_KEYS`] to the type lines of its federation export (which
 //! already carries the `@link` to the federation spec and leaves out `_entities`,
 //! `_service`, `_Entity`, `_Any` and `_Service`, as a subgraph SDL must).
 

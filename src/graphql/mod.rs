@@ -1,6 +1,6 @@
 //! Everything that comes in as GraphQL: the schema, its types (thin views over the upstream
-//! DTOs), the per-request DataLoader, Federation, and the schema extensions (limits, APQ,
-//! observation, parsed documents). Knows nothing about HTTP.
+//! DTOs), the per-request DataLoader, Federation, subscriptions and their shared pollers, and
+//! the schema extensions (limits, APQ, observation, parsed documents). Knows nothing about HTTP.
 
 pub mod connection;
 pub mod connection_list;
@@ -9,7 +9,11 @@ pub mod federation;
 pub mod field;
 pub mod loader;
 pub mod schema;
+pub mod subscription;
+pub mod watch;
 
 pub use extensions::apq;
 pub use loader::{ProjectDataLoader, ProjectLoader};
 pub use schema::{DliSchema, SchemaOptions, build, sdl};
+pub use subscription::SubscriptionScope;
+pub use watch::Watcher;

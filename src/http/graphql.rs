@@ -7,7 +7,7 @@ use async_graphql::{BatchResponse, ParseRequestError};
 use async_graphql_axum::GraphQLBatchRequest;
 use axum::{
     extract::{FromRequest, Request, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    http::{HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
@@ -15,12 +15,12 @@ use serde::Serialize;
 use super::{
     AppState, body,
     encoding::{self, Format},
+    streams, ws,
 };
 use crate::{
     error::{ErrorCode, http_error},
     graphql::{ProjectLoader, apq},
     observability::trace_context,
-    upstream::Credential,
 };
 
 /// The Cache-Control of a GraphQL response. Answers depend on the caller's credentials
@@ -69,6 +69,9 @@ impl IntoResponse for Rejection {
 }
 
 pub(crate) async fn post(State(state): State<AppState>, req: Request) -> Response {
+    if streams::wants_event_stream(req.headers()) {
+        return streams::sse(state, req).await;
+    }
     let Some(format) = Format::negotiate(req.headers()) else {
         return encoding::not_acceptable();
     };
@@ -90,6 +93,9 @@ pub(crate) async fn post(State(state): State<AppState>, req: Request) -> Respons
 }
 
 pub(crate) async fn get(State(state): State<AppState>, req: Request) -> Response {
+    if ws::is_upgrade(req.headers()) {
+        return ws::upgrade(state, req).await;
+    }
     let wants_html = req
         .headers()
         .get(header::ACCEPT)
@@ -106,14 +112,9 @@ pub(crate) async fn get(State(state): State<AppState>, req: Request) -> Response
 }
 
 async fn execute(state: AppState, req: Request, format: Format) -> Response {
-    // A caller's own token needs no API key: DLI authorises it. Otherwise the service's
-    // credential is used, and only by callers the access policy admits.
-    let credential = match caller_credential(req.headers()) {
-        Some(own) => Some(own),
-        None => match state.access.admit(req.headers()) {
-            Ok(()) => state.service_credential.clone(),
-            Err(denied) => return denied.into_response(format),
-        },
+    let credential = match state.access.credential(req.headers(), &state.service_credential) {
+        Ok(credential) => credential,
+        Err(denied) => return denied.into_response(format),
     };
     let is_get = req.method() == Method::GET;
     let request_id = req.headers().get(trace_context::REQUEST_ID_HEADER).cloned();
@@ -148,11 +149,6 @@ async fn execute(state: AppState, req: Request, format: Format) -> Response {
         None => state.schema.execute_batch(batch).await,
     };
     graphql_response(response, format)
-}
-
-/// The caller's own `X-Auth-Token`, if it sent a usable one.
-fn caller_credential(headers: &HeaderMap) -> Option<Credential> {
-    headers.get("x-auth-token").and_then(|v| v.to_str().ok()).and_then(Credential::token)
 }
 
 #[derive(Serialize)]

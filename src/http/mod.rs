@@ -1,6 +1,8 @@
 //! The HTTP layer: routes, GraphQL over HTTP, per-request data. Holds no resolvers.
 //!
-//! `POST /graphql` (JSON), `GET /graphql?query=…` ([`graphql`]), GraphiQL at `GET /graphql`
+//! `POST /graphql` (JSON), `GET /graphql?query=…` ([`graphql`]), subscriptions over
+//! WebSocket (`graphql-transport-ws`, [`ws`]) and SSE (`graphql-sse`, [`streams`]) on the same
+//! path, GraphiQL at `GET /graphql`
 //! for browsers and at `/` (assets under `/graphiql/`), `GET /healthz` and `GET /metrics`
 //! ([`health`]). Content negotiation lives in [`encoding`], body limits in [`body`], API keys
 //! and allowed projects in [`access`].
@@ -29,8 +31,8 @@ use tower_http::{
 };
 
 use crate::{
-    config::Limits,
-    graphql::DliSchema,
+    config::{Limits, SubscriptionOptions},
+    graphql::{DliSchema, Watcher},
     observability::{metrics::Metrics, trace_context},
     upstream::{Client, Credential, SharedClient},
 };
@@ -41,6 +43,8 @@ pub mod encoding;
 pub mod graphiql;
 pub mod graphql;
 pub mod health;
+pub mod streams;
+pub mod ws;
 
 use access::AccessPolicy;
 
@@ -63,6 +67,12 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Request limits (body size and read time, batch size; the rest are in the schema).
     pub limits: Arc<Limits>,
+    /// The pollers subscriptions share.
+    pub watcher: Watcher,
+    /// Subscription transport settings.
+    pub subscriptions: SubscriptionOptions,
+    /// The cap on open streaming connections.
+    pub slots: Arc<streams::StreamSlots>,
 }
 
 /// Responses smaller than this are sent uncompressed whatever the client accepts.
@@ -84,9 +94,16 @@ pub fn router(state: AppState) -> Router {
         // Level 1 keeps on-the-fly compression cheap (brotli's default level costs several
         // times more CPU), and brotli's quality 0 (tower-http's `Fastest`) is both slower and
         // worse than quality 1; gzip and zstd are at level 1 either way (docs/performance.md).
-        router = router.layer(CompressionLayer::new().quality(CompressionLevel::Precise(1)).compress_when(
-            SizeAbove::new(COMPRESS_MIN_BYTES).and(NotForContentType::GRPC).and(NotForContentType::IMAGES),
-        ));
+        router = router.layer(
+            CompressionLayer::new().quality(CompressionLevel::Precise(1)).compress_when(
+                SizeAbove::new(COMPRESS_MIN_BYTES)
+                    .and(NotForContentType::GRPC)
+                    .and(NotForContentType::IMAGES)
+                    // Streams: a compressor would hold events back until its buffer fills.
+                    .and(NotForContentType::SSE)
+                    .and(NotForContentType::const_new("multipart/mixed")),
+            ),
+        );
         // Runs first: picks the coding the compression layer then uses.
         router = router.layer(axum::middleware::from_fn(encoding::prefer_cheapest_coding));
     }

@@ -19,3 +19,4 @@ mod resilience;
 mod schema;
 mod security;
 mod server;
+mod subscriptions;

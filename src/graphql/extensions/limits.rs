@@ -5,7 +5,7 @@
 //! - after parsing, before async-graphql walks the document: depth and field count
 //!   (fragments expanded once each, so a fragment bomb costs linear time), and upstream
 //!   fan-out, i.e. how many field selections can cause an upstream
-//!   call (`connections` on any type, `_entities`) and how many distinct project ids the
+//!   call (`connections` on any type, `_entities`, the subscription `connectionEvents`) and how many distinct project ids the
 //!   operation names (arguments and input objects with a `projectId` or `id` key, variables
 //!   resolved), with fragments expanded;
 //! - after validation: depth and complexity again, from async-graphql's own calculation
@@ -34,7 +34,7 @@ use crate::{
 };
 
 /// Field names whose resolution loads a project from upstream.
-pub const UPSTREAM_FIELDS: &[&str] = &["connections", "_entities"];
+pub const UPSTREAM_FIELDS: &[&str] = &["connections", "_entities", "connectionEvents"];
 /// Argument and input-object keys that name a project.
 pub const PROJECT_KEYS: &[&str] = &["projectId", "id"];
 
