@@ -72,6 +72,9 @@ pub(crate) async fn post(State(state): State<AppState>, req: Request) -> Respons
     if streams::wants_event_stream(req.headers()) {
         return streams::sse(state, req).await;
     }
+    if streams::wants_multipart(req.headers()) {
+        return streams::multipart(state, req).await;
+    }
     let Some(format) = Format::negotiate(req.headers()) else {
         return encoding::not_acceptable();
     };

@@ -1,7 +1,8 @@
 //! What the streaming transports share (WebSocket in [`super::ws`], SSE here): the cap on
-//! open streams, the per-operation data, and the JSON of one payload. And the SSE handler:
-//! the `graphql-sse` protocol's "distinct connections" mode, `POST /graphql` with
-//! `Accept: text/event-stream`, one `next` event per payload, then `complete`.
+//! open streams, the per-operation data, and the JSON of one payload. And the two streaming
+//! `POST` handlers: the `graphql-sse` protocol's "distinct connections" mode (`Accept:
+//! text/event-stream`, one `next` event per payload, then `complete`), and Apollo's
+//! multipart subscriptions (`Accept: multipart/mixed;subscriptionSpec=1.0`).
 
 use std::{
     convert::Infallible,
@@ -21,12 +22,13 @@ use axum::{
         sse::{Event, KeepAlive, Sse},
     },
 };
+use bytes::Bytes;
 use futures::StreamExt as _;
 
 use super::{AppState, body, encoding::Format};
 use crate::{
     error::{ErrorCode, http_error, http_limit_error, with_code},
-    graphql::{ProjectLoader, SubscriptionScope},
+    graphql::{ProjectLoader, SubscriptionScope, subscription::is_marker},
     observability::metrics::{Gauged, Metrics, Transport},
     upstream::Credential,
 };
@@ -130,39 +132,63 @@ pub fn wants_event_stream(headers: &HeaderMap) -> bool {
     })
 }
 
-/// `POST /graphql` with `Accept: text/event-stream`: one operation, its payloads as `next`
-/// events, then a `complete` event; comments keep the stream alive. The stream (and its
-/// subscription) ends when the client goes away.
-pub(crate) async fn sse(state: AppState, req: Request) -> Response {
-    let format = Format::Json;
-    let credential = match state.access.credential(req.headers(), &state.service_credential) {
-        Ok(credential) => credential,
-        Err(denied) => return denied.into_response(format),
+/// Whether the client asks for Apollo's multipart subscriptions: a `multipart/mixed`
+/// media range with a `subscriptionSpec` parameter (quoted or not, with or without
+/// `boundary`), as Apollo Client 3 and 4 send it.
+pub fn wants_multipart(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
     };
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        parts.next().is_some_and(|t| t.eq_ignore_ascii_case("multipart/mixed"))
+            && parts.any(|p| {
+                p.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("subscriptionSpec") && v.trim().trim_matches('"') == "1.0"
+                })
+            })
+    })
+}
+
+/// The credential and the operation of a streaming `POST`, or the HTTP answer refusing it.
+async fn read_operation(
+    state: &AppState,
+    req: Request,
+) -> Result<(Option<Credential>, GraphqlRequest), Response> {
+    let format = Format::Json;
+    let credential = state
+        .access
+        .credential(req.headers(), &state.service_credential)
+        .map_err(|d| d.into_response(format))?;
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
-        return http_error(
+        return Err(http_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::BadRequest,
             "POST bodies must be application/json",
             format.content_type(),
-        );
+        ));
     }
-    let req = match body::buffer_body(req, &state.limits, format).await {
-        Ok(req) => req,
+    let req = body::buffer_body(req, &state.limits, format).await?;
+    let bytes = to_bytes(req.into_body(), usize::MAX)
+        .await
+        .map_err(|_| bad_request("could not read the request body"))?;
+    let request: GraphqlRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| bad_request(&format!("the body is not a GraphQL request: {e}")))?;
+    if request.query.trim().is_empty() {
+        return Err(bad_request("the request has no query"));
+    }
+    Ok((credential, request))
+}
+
+/// `POST /graphql` with `Accept: text/event-stream`: one operation, its payloads as `next`
+/// events, then a `complete` event; comments keep the stream alive. The stream (and its
+/// subscription) ends when the client goes away.
+pub(crate) async fn sse(state: AppState, req: Request) -> Response {
+    let (credential, request) = match read_operation(&state, req).await {
+        Ok(read) => read,
         Err(resp) => return resp,
     };
-    let bytes = match to_bytes(req.into_body(), usize::MAX).await {
-        Ok(bytes) => bytes,
-        Err(_) => return bad_request("could not read the request body"),
-    };
-    let request: GraphqlRequest = match serde_json::from_slice(&bytes) {
-        Ok(r) => r,
-        Err(e) => return bad_request(&format!("the body is not a GraphQL request: {e}")),
-    };
-    if request.query.trim().is_empty() {
-        return bad_request("the request has no query");
-    }
     let slot = match state.slots.acquire(&state.metrics, Transport::Sse) {
         Ok(slot) => slot,
         Err(resp) => return *resp,
@@ -179,6 +205,62 @@ pub(crate) async fn sse(state: AppState, req: Request) -> Response {
         .keep_alive(KeepAlive::new().interval(state.subscriptions.stream_keep_alive))
         .into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// The multipart boundary, and what closes each part at once (Apollo Client hands a part
+/// to the application only when the delimiter after it has arrived).
+const DELIMITER: &str = "\r\n--graphql";
+const PART_HEADERS: &str = "\r\ncontent-type: application/json; charset=utf-8\r\n\r\n";
+
+/// One multipart part: headers, `json`, and the delimiter that closes it.
+fn part(json: &serde_json::Value) -> Bytes {
+    Bytes::from(format!("{PART_HEADERS}{json}{DELIMITER}"))
+}
+
+/// `POST /graphql` accepting `multipart/mixed;subscriptionSpec=1.0` (Apollo Client's
+/// multipart subscriptions): each payload is a part `{"payload": ...}` closed by the
+/// delimiter as soon as it is written, `{}` parts keep the stream alive, and the close
+/// delimiter ends it. The end-of-snapshot marker is not sent here: Apollo Client would
+/// write its data-less result into its cache.
+pub(crate) async fn multipart(state: AppState, req: Request) -> Response {
+    let (credential, request) = match read_operation(&state, req).await {
+        Ok(read) => read,
+        Err(resp) => return resp,
+    };
+    let slot = match state.slots.acquire(&state.metrics, Transport::Multipart) {
+        Ok(slot) => slot,
+        Err(resp) => return *resp,
+    };
+    let request = with_operation_data(&state, credential, request);
+    let payloads = state.schema.execute_stream(request).filter(|r| std::future::ready(!is_marker(r)));
+    let keep_alive = state.subscriptions.stream_keep_alive;
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let parts = futures::stream::unfold(Some((payloads, heartbeat, slot)), |open| async move {
+        let (mut payloads, mut heartbeat, slot) = open?;
+        tokio::select! {
+            response = payloads.next() => match response {
+                Some(response) => {
+                    heartbeat.reset();
+                    let part = part(&serde_json::json!({ "payload": payload_json(response) }));
+                    Some((part, Some((payloads, heartbeat, slot))))
+                }
+                None => Some((Bytes::from_static(b"--\r\n"), None)),
+            },
+            _ = heartbeat.tick() => Some((part(&serde_json::json!({})), Some((payloads, heartbeat, slot)))),
+        }
+    });
+    let body = futures::stream::once(async { Bytes::from_static(DELIMITER.as_bytes()) })
+        .chain(parts)
+        .map(Ok::<_, Infallible>);
+    let mut resp = Response::new(axum::body::Body::from_stream(body));
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("multipart/mixed;boundary=\"graphql\";subscriptionSpec=\"1.0\""),
+    );
+    headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
     resp
 }
 

@@ -721,3 +721,119 @@ async fn metrics_count_sockets_subscriptions_pollers_events_and_polls() {
     assert_eq!(series(&text, "dli_graphql_streams_open{transport=\"websocket\"}"), 0.0);
     assert_eq!(series(&text, "dli_graphql_subscriptions_active"), 0.0);
 }
+
+// ---- multipart (Apollo Client) ----
+
+/// The Accept headers Apollo Client sends (4.x, 3.x) and variants of their parameters.
+const MULTIPART_ACCEPTS: &[&str] = &[
+    "multipart/mixed;boundary=graphql;subscriptionSpec=1.0,application/graphql-response+json,application/json;q=0.9",
+    "multipart/mixed;boundary=graphql;subscriptionSpec=1.0,application/json",
+    "multipart/mixed;boundary=\"graphql\";subscriptionSpec=\"1.0\",application/json",
+    "multipart/mixed;subscriptionSpec=\"1.0\"",
+    "multipart/mixed; subscriptionSpec=1.0",
+];
+
+/// Reads the body until `stop` holds for what arrived so far; returns it.
+async fn read_until(
+    body: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    text: &mut String,
+    stop: impl Fn(&str) -> bool,
+) {
+    while !stop(text) {
+        let chunk = tokio::time::timeout(WAIT, body.next()).await.expect("a part in time");
+        text.push_str(&String::from_utf8_lossy(&chunk.expect("body open").expect("chunk")));
+    }
+}
+
+#[tokio::test]
+async fn multipart_subscriptions_answer_every_accept_variant_apollo_client_sends() {
+    let app = app(&[]).await;
+    for accept in MULTIPART_ACCEPTS {
+        let resp = app
+            .http
+            .post(app.graphql_url())
+            .header("accept", *accept)
+            .header("x-auth-token", TOKEN)
+            .json(&json!({ "query": EVENTS, "variables": { "p": "p1" } }))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(resp.status(), 200, "{accept}");
+        assert_eq!(
+            resp.headers()["content-type"],
+            "multipart/mixed;boundary=\"graphql\";subscriptionSpec=\"1.0\"",
+            "{accept}"
+        );
+        let mut body = resp.bytes_stream();
+        let mut text = String::new();
+        read_until(&mut body, &mut text, |t| {
+            t.matches("SNAPSHOT").count() == 12 && t.ends_with("\r\n--graphql")
+        })
+        .await;
+        let parts: Vec<&str> = text.split("\r\n--graphql").filter(|p| !p.is_empty()).collect();
+        assert_eq!(parts.len(), 12, "{accept}: one part per event, no marker");
+        for p in parts {
+            let (headers, json) = p.split_once("\r\n\r\n").expect("headers and body");
+            assert!(headers.to_ascii_lowercase().contains("content-type: application/json"), "{headers}");
+            let part: Value = serde_json::from_str(json).expect("JSON part");
+            assert_eq!(part["payload"]["data"]["connectionEvents"]["kind"], "SNAPSHOT");
+        }
+    }
+}
+
+#[tokio::test]
+async fn each_multipart_part_is_closed_by_the_delimiter_as_soon_as_it_is_written() {
+    // The keep-alive (15 s) is longer than the wait for a part: a change must arrive with
+    // its closing delimiter, not with the next heartbeat.
+    let app = app(&[]).await;
+    let resp = app
+        .http
+        .post(app.graphql_url())
+        .header("accept", MULTIPART_ACCEPTS[0])
+        .header("x-auth-token", TOKEN)
+        .json(&json!({ "query": EVENTS, "variables": { "p": "p1" } }))
+        .send()
+        .await
+        .expect("answer");
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    read_until(&mut body, &mut text, |t| t.matches("SNAPSHOT").count() == 12 && t.ends_with("\r\n--graphql"))
+        .await;
+    let id = app.sim.create_connection("p1", "over-multipart", "DWS");
+    text.clear();
+    read_until(&mut body, &mut text, |t| t.contains("ADDED") && t.ends_with("\r\n--graphql")).await;
+    let (_, json) = text.trim_end_matches("\r\n--graphql").split_once("\r\n\r\n").expect("one part");
+    let part: Value = serde_json::from_str(json).expect("JSON part");
+    assert_eq!(part["payload"]["data"]["connectionEvents"]["connection"]["connectionId"], id.as_str());
+    assert_eq!(series(&metrics_text(&app).await, "dli_graphql_streams_open{transport=\"multipart\"}"), 1.0);
+}
+
+#[tokio::test]
+async fn a_multipart_query_ends_with_the_close_delimiter_and_heartbeats_are_empty_parts() {
+    let app = app(&["--stream-keep-alive", "1s"]).await;
+    let resp = app
+        .http
+        .post(app.graphql_url())
+        .header("accept", MULTIPART_ACCEPTS[1])
+        .header("x-auth-token", TOKEN)
+        .json(&json!({ "query": "{ connections(projectId: \"p1\") { name } }" }))
+        .send()
+        .await
+        .expect("answer");
+    let text = resp.text().await.expect("whole body");
+    assert!(text.starts_with("\r\n--graphql\r\n"), "{text:?}");
+    assert!(text.ends_with("\r\n--graphql--\r\n"), "{text:?}");
+    // A quiet subscription gets `{}` parts.
+    let resp = app
+        .http
+        .post(app.graphql_url())
+        .header("accept", MULTIPART_ACCEPTS[1])
+        .header("x-auth-token", TOKEN)
+        .json(&json!({ "query": EVENTS, "variables": { "p": "p4" } }))
+        .send()
+        .await
+        .expect("answer");
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    read_until(&mut body, &mut text, |t| t.contains("\r\n\r\n{}\r\n--graphql")).await;
+}
