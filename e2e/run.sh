@@ -2,7 +2,8 @@
 # End-to-end checks against a real `dli-graphql --demo` on a loopback port:
 #   - GraphiQL in headless Chromium (Debian's package, driven by playwright-core), with
 #     every non-loopback request blocked; screenshot at target/graphiql.png
-#   - subscriptions through the npm clients graphql-ws and graphql-sse
+#   - subscriptions through the npm clients graphql-ws, graphql-sse and Apollo Client 4
+#     (multipart over its HttpLink)
 #   - the README's client examples: examples/node (graphql-request) and examples/curl.sh
 #   - the `healthcheck` subcommand against the live server
 # Installs what it needs when missing (chromium, npm packages from the lockfiles).
@@ -53,8 +54,9 @@ echo "healthy: exit 0"
 echo "== GraphiQL in Chromium"
 (cd e2e && DLI_GRAPHQL_URL="$base" DLI_SIM_URL="$sim" SCREENSHOT=../target/graphiql.png timeout 180 node --test graphiql.test.mjs)
 
-echo "== subscriptions: graphql-ws and graphql-sse"
-(cd e2e && DLI_GRAPHQL_URL="$base" DLI_SIM_URL="$sim" timeout 120 node --test subscriptions.test.mjs)
+echo "== subscriptions: graphql-ws, graphql-sse, Apollo Client"
+(cd e2e && DLI_GRAPHQL_URL="$base" DLI_SIM_URL="$sim" WATCH_INTERVAL_MS=1000 \
+    timeout 120 node --test subscriptions.test.mjs apollo.test.mjs)
 
 echo "== examples/node (graphql-request)"
 out=$(cd examples/node && timeout 60 node connections.mjs "$base/graphql" my-project)
@@ -77,4 +79,4 @@ grep -q '^dli_graphql_upstream_requests_total{outcome="ok"' <<<"$out"
 # The request id the README sends shows up in the server's log.
 grep -q '"request_id":"readme-example-1"' "$log"
 
-echo "e2e: 5 passed, 0 failed"
+echo "e2e: 6 passed, 0 failed"

@@ -48,6 +48,8 @@ use crate::{
 pub const PROTOCOL: &str = "graphql-transport-ws";
 /// Outgoing messages queued per socket before senders wait.
 const OUT_QUEUE: usize = 32;
+/// The socket's read buffer, bytes.
+const WS_BUFFER: usize = 4 * 1024;
 
 /// Whether the request asks to upgrade to a WebSocket.
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -68,7 +70,15 @@ pub(crate) async fn upgrade(state: AppState, req: Request) -> Response {
         Ok(slot) => slot,
         Err(resp) => return *resp,
     };
-    let ws = ws.protocols([PROTOCOL]);
+    // tungstenite's buffers default to 128 KiB each way and messages up to 64 MiB; protocol
+    // messages are small, and a subscribe is held to the HTTP body limit.
+    let max_message = state.limits.max_body_bytes;
+    let ws = ws
+        .protocols([PROTOCOL])
+        .read_buffer_size(WS_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(max_message)
+        .max_frame_size(max_message);
     let negotiated = ws.selected_protocol().is_some();
     let headers = credential_headers(&parts.headers);
     ws.on_upgrade(move |socket| serve(state, socket, headers, negotiated, slot))
