@@ -356,3 +356,42 @@ fn rewrite_marker(response: Response) -> Response {
 pub fn is_marker(response: &Response) -> bool {
     response.extensions.contains_key("snapshotComplete")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dto(state: &str, process: f64, queues: &[&str]) -> ConnectionDto {
+        ConnectionDto {
+            connection_id: Some("c1".into()),
+            name: Some("n".into()),
+            state: Some(state.into()),
+            process: Some(process),
+            queue_list: Some(queues.iter().map(|q| Some((*q).to_owned())).collect()),
+            ..ConnectionDto::default()
+        }
+    }
+
+    #[test]
+    fn changed_fields_name_the_graphql_fields_that_differ() {
+        let a = dto("CREATING", 0.5, &[]);
+        assert!(changed_fields(&a, &dto("CREATING", 0.5, &[])).is_empty());
+        assert_eq!(changed_fields(&a, &dto("CREATING", 0.75, &[])), ["process"]);
+        assert_eq!(changed_fields(&a, &dto("ACTIVE", 1.0, &[])), ["state", "rawState", "process"]);
+        assert_eq!(changed_fields(&a, &dto("creating", 0.5, &[])), ["rawState"]);
+        assert_eq!(changed_fields(&a, &dto("CREATING", 0.5, &["q1"])), ["queues"]);
+    }
+
+    #[test]
+    fn the_marker_becomes_a_payload_without_data() {
+        let marker =
+            async_graphql::Error::new("end of snapshot").extend_with(|_, ext| ext.set(MARKER_KEY, 3u64));
+        let response = Response::from_errors(vec![marker.into_server_error(Default::default())]);
+        let rewritten = rewrite_marker(response);
+        assert!(is_marker(&rewritten));
+        assert!(rewritten.errors.is_empty());
+        assert_eq!(rewritten.extensions.get("snapshotSize"), Some(&Value::from(3u64)));
+        let other = Response::from_errors(vec![async_graphql::ServerError::new("real", None)]);
+        assert!(!is_marker(&rewrite_marker(other)));
+    }
+}

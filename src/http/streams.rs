@@ -267,3 +267,34 @@ pub(crate) async fn multipart(state: AppState, req: Request) -> Response {
 fn bad_request(message: &str) -> Response {
     http_error(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message, Format::Json.content_type())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, header::HeaderValue::from_str(value).expect("header"));
+        h
+    }
+
+    #[test]
+    fn multipart_is_recognised_in_every_spelling_apollo_uses_and_nothing_else() {
+        for yes in [
+            "multipart/mixed;boundary=graphql;subscriptionSpec=1.0,application/graphql-response+json,application/json;q=0.9",
+            "multipart/mixed;boundary=graphql;subscriptionSpec=1.0,application/json",
+            "multipart/mixed;boundary=\"graphql\";subscriptionSpec=\"1.0\"",
+            "multipart/mixed;subscriptionSpec=\"1.0\"",
+            "application/json, Multipart/Mixed; subscriptionspec=1.0",
+        ] {
+            assert!(wants_multipart(&accept(yes)), "{yes}");
+        }
+        for no in
+            ["application/json", "multipart/mixed", "multipart/mixed;deferSpec=20220824", "text/event-stream"]
+        {
+            assert!(!wants_multipart(&accept(no)), "{no}");
+        }
+        assert!(wants_event_stream(&accept("text/event-stream")));
+        assert!(!wants_event_stream(&accept("application/json")));
+    }
+}

@@ -357,3 +357,36 @@ async fn run(
     }
     let _ = out.send(text(json!({ "id": id, "type": "complete" }))).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(v: Value) -> serde_json::Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn init_payload_credentials_win_in_any_case_and_nested() {
+        let mut upgrade = HeaderMap::new();
+        upgrade.insert("x-auth-token", HeaderValue::from_static("from-upgrade"));
+        let h = init_headers(&upgrade, &payload(json!({})));
+        assert_eq!(h.get("x-auth-token").and_then(|v| v.to_str().ok()), Some("from-upgrade"));
+        let h = init_headers(&upgrade, &payload(json!({ "X-AUTH-TOKEN": "top" })));
+        assert_eq!(h.get("x-auth-token").and_then(|v| v.to_str().ok()), Some("top"));
+        let h = init_headers(&upgrade, &payload(json!({ "Headers": { "Authorization": "Bearer k" } })));
+        assert_eq!(h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()), Some("Bearer k"));
+        // The top level wins over the nested object; non-strings are ignored.
+        let h = init_headers(
+            &HeaderMap::new(),
+            &payload(
+                json!({ "headers": { "x-auth-token": "nested" }, "x-auth-token": "top", "authorization": 7 }),
+            ),
+        );
+        assert_eq!(h.get("x-auth-token").and_then(|v| v.to_str().ok()), Some("top"));
+        assert!(h.get(header::AUTHORIZATION).is_none());
+    }
+}
