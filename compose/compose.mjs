@@ -73,6 +73,9 @@ const expected = {
   Project: ["id", "connections", "connectionsPage", "connectionStats", "connection", "displayName"],
   Connection: ["projectId", "connectionId", "name", "state", "createTime", "queueStatuses", "ownerTeam"],
   EnhancedConnection: ["projectId", "id", "name", "status", "privileges", "ownerTeam"],
+  // The router passes subscriptions through to the dli subgraph (over WebSocket).
+  Subscription: ["connectionEvents"],
+  ConnectionEvent: ["kind", "connection", "changedFields", "observedAt"],
 };
 for (const [type, fields] of Object.entries(expected)) {
   for (const field of fields) {

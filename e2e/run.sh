@@ -2,6 +2,8 @@
 # End-to-end checks against a real `dli-graphql --demo` on a loopback port:
 #   - GraphiQL in headless Chromium (Debian's package, driven by playwright-core), with
 #     every non-loopback request blocked; screenshot at target/graphiql.png
+#   - subscriptions through the npm clients graphql-ws, graphql-sse and Apollo Client 4
+#     (multipart over its HttpLink)
 #   - the README's client examples: examples/node (graphql-request) and examples/curl.sh
 #   - the `healthcheck` subcommand against the live server
 # Installs what it needs when missing (chromium, npm packages from the lockfiles).
@@ -26,7 +28,7 @@ bin=target/debug/dli-graphql
 log=target/e2e-server.log
 
 # Port 0: the server picks a free port and logs it.
-"$bin" --demo --listen 127.0.0.1:0 --log-format json >"$log" 2>&1 &
+"$bin" --demo --listen 127.0.0.1:0 --watch-interval 1s --log-format json >"$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 
@@ -42,14 +44,19 @@ if [ -z "$base" ]; then
     exit 1
 fi
 listen=${base#http://}
-echo "== demo server at $base"
+sim=$(grep -o '"simulator":"http://127\.0\.0\.1:[0-9]*' "$log" | grep -o 'http://.*' | head -1)
+echo "== demo server at $base (simulator at $sim)"
 
 echo "== healthcheck subcommand"
 "$bin" --listen "$listen" healthcheck
 echo "healthy: exit 0"
 
 echo "== GraphiQL in Chromium"
-(cd e2e && DLI_GRAPHQL_URL="$base" SCREENSHOT=../target/graphiql.png timeout 180 node --test graphiql.test.mjs)
+(cd e2e && DLI_GRAPHQL_URL="$base" DLI_SIM_URL="$sim" SCREENSHOT=../target/graphiql.png timeout 180 node --test graphiql.test.mjs)
+
+echo "== subscriptions: graphql-ws, graphql-sse, Apollo Client"
+(cd e2e && DLI_GRAPHQL_URL="$base" DLI_SIM_URL="$sim" WATCH_INTERVAL_MS=1000 \
+    timeout 120 node --test subscriptions.test.mjs apollo.test.mjs)
 
 echo "== examples/node (graphql-request)"
 out=$(cd examples/node && timeout 60 node connections.mjs "$base/graphql" my-project)
@@ -72,4 +79,4 @@ grep -q '^dli_graphql_upstream_requests_total{outcome="ok"' <<<"$out"
 # The request id the README sends shows up in the server's log.
 grep -q '"request_id":"readme-example-1"' "$log"
 
-echo "e2e: 4 passed, 0 failed"
+echo "e2e: 6 passed, 0 failed"

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     config::Config,
-    graphql::{self, SchemaOptions},
+    graphql::{self, SchemaOptions, Watcher},
     http::{self, AppState, access::AccessPolicy},
     observability::metrics::Metrics,
     sim::{SimOptions, Simulator},
@@ -21,6 +21,8 @@ use crate::{
 
 /// The token the demo sends to its simulator when the caller sends none.
 pub const DEMO_TOKEN: &str = "demo-token";
+/// How often the demo's simulated connections change.
+const DEMO_STEP: Duration = Duration::from_secs(5);
 
 /// A bound, ready-to-serve application.
 pub struct App {
@@ -45,6 +47,8 @@ impl App {
                 simulator = %sim.url(),
                 "DEMO MODE: serving SIMULATED DLI data from a built-in simulator, not Huawei Cloud"
             );
+            // Connections change by themselves, so subscriptions show events within a minute.
+            sim.animate(DEMO_STEP);
             let url = reqwest::Url::parse(&sim.url()).context("simulator URL")?;
             (url, Some(sim), Credential::token(DEMO_TOKEN))
         } else {
@@ -68,6 +72,7 @@ impl App {
             metrics: Some(metrics.clone()),
         });
         let shared = SharedClient::new(client.clone(), &config.share, fleet.clone(), config.upstream.timeout);
+        let watcher = Watcher::new(shared.clone(), &config.subscriptions, metrics.clone());
         let mut router = http::router(AppState {
             schema,
             client,
@@ -79,6 +84,9 @@ impl App {
             metrics: metrics.clone(),
             limits: Arc::new(config.limits.clone()),
             executions: config.share.coalesce().then(Arc::default),
+            watcher,
+            subscriptions: config.subscriptions,
+            slots: http::streams::StreamSlots::new(config.subscriptions.max_streams),
         });
         let origins = config.cors_origins()?;
         if !origins.is_empty() {

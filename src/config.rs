@@ -104,6 +104,9 @@ pub struct Config {
     /// Sharing answers, in-flight calls and the DLI call budget between replicas, over Redis.
     #[command(flatten)]
     pub fleet: FleetOptions,
+    /// Subscriptions: how often watched projects are polled, and the WebSocket and SSE limits.
+    #[command(flatten)]
+    pub subscriptions: SubscriptionOptions,
 
     /// Logs and span export.
     #[command(flatten)]
@@ -433,6 +436,43 @@ impl ShareOptions {
     }
 }
 
+/// Subscriptions (`connectionEvents`): the shared pollers and the streaming transports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct SubscriptionOptions {
+    /// How often each watched project is polled upstream (one poller per credential and
+    /// project, shared by all its subscribers), with up to 10% jitter; at least 1s.
+    #[arg(long, env = "DLI_GRAPHQL_WATCH_INTERVAL", default_value = "5s", value_parser = at_least_one_second)]
+    pub watch_interval: Duration,
+
+    /// How long a WebSocket client may take to send `connection_init` before it is closed
+    /// with 4408.
+    #[arg(long, env = "DLI_GRAPHQL_WS_INIT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub ws_init_timeout: Duration,
+
+    /// How often the server pings each WebSocket (protocol ping frames); a client that has
+    /// not answered the previous ping by the next one is closed.
+    #[arg(long, env = "DLI_GRAPHQL_WS_PING_INTERVAL", default_value = "15s", value_parser = at_least_one_second)]
+    pub ws_ping_interval: Duration,
+
+    /// How often an SSE or multipart stream gets a keep-alive when nothing else was sent.
+    #[arg(long, env = "DLI_GRAPHQL_STREAM_KEEP_ALIVE", default_value = "15s", value_parser = at_least_one_second)]
+    pub stream_keep_alive: Duration,
+
+    /// Most streaming connections (WebSockets, SSE and multipart streams) open at once;
+    /// more are refused with HTTP 503.
+    #[arg(long, env = "DLI_GRAPHQL_MAX_STREAMS", default_value_t = 1000, value_parser = positive)]
+    pub max_streams: usize,
+
+    /// Most subscriptions running at once on one WebSocket.
+    #[arg(long, env = "DLI_GRAPHQL_MAX_SUBSCRIPTIONS_PER_SOCKET", default_value_t = 16, value_parser = positive)]
+    pub max_subscriptions_per_socket: usize,
+
+    /// Most distinct projects watched at once by this process (each costs one upstream
+    /// poll per interval and credential).
+    #[arg(long, env = "DLI_GRAPHQL_MAX_WATCHED_PROJECTS", default_value_t = 100, value_parser = positive)]
+    pub max_watched_projects: usize,
+}
+
 /// Logs and span export.
 #[derive(Debug, Clone, Args)]
 pub struct TelemetryOptions {
@@ -467,6 +507,7 @@ defaults_from_flags!(
     ResilienceOptions,
     ShareOptions,
     FleetOptions,
+    SubscriptionOptions,
     TelemetryOptions
 );
 
@@ -492,6 +533,15 @@ fn positive(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err("expected a whole number of at least 1".to_owned()),
+    }
+}
+
+/// A duration of at least one second.
+fn at_least_one_second(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+        Ok(_) => Err("must be at least 1s".to_owned()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -678,6 +728,15 @@ mod tests {
         }
         assert!(Config::from_args(["--redis-url", "http://127.0.0.1:6379"]).is_err());
         assert!(Config::from_args(["--redis-url", "rediss://cache.internal:6380"]).is_ok());
+    }
+
+    #[test]
+    fn watch_interval_is_at_least_one_second() {
+        let c = Config::from_args::<_, &str>([]).expect("parses");
+        assert_eq!(c.subscriptions.watch_interval, Duration::from_secs(5));
+        assert_eq!(c.subscriptions, SubscriptionOptions::default());
+        assert!(Config::from_args(["--watch-interval", "1s"]).is_ok());
+        assert!(Config::from_args(["--watch-interval", "999ms"]).is_err());
     }
 
     #[test]

@@ -322,6 +322,15 @@ pub fn limit_error(limit: &str, max: usize, message: impl std::fmt::Display) -> 
     err
 }
 
+/// A field-level `LIMIT_EXCEEDED` error (for a resolver), naming the flag and its value.
+pub fn limit_field_error(limit: &str, max: usize, message: impl std::fmt::Display) -> async_graphql::Error {
+    async_graphql::Error::new(format!("{message} (limit {limit} = {max})")).extend_with(|_, ext| {
+        ext.set("code", ErrorCode::LimitExceeded.as_str());
+        ext.set("limit", limit);
+        ext.set("max", max as u64);
+    })
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     errors: [ErrorEntry<'a>; 1],

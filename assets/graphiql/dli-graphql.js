@@ -55,7 +55,12 @@
   }
 
   var root = document.getElementById("graphiql");
-  var fetcher = GraphiQL.createFetcher({ url: new URL("graphql", window.location.href).toString() });
+  var endpoint = new URL("graphql", window.location.href);
+  // Subscriptions go over a WebSocket to the same path (graphql-transport-ws); the Headers
+  // tab's values travel in its connection_init payload.
+  var socket = new URL(endpoint.toString());
+  socket.protocol = endpoint.protocol === "https:" ? "wss:" : "ws:";
+  var fetcher = GraphiQL.createFetcher({ url: endpoint.toString(), subscriptionUrl: socket.toString() });
   ReactDOM.createRoot(root).render(
     React.createElement(GraphiQL, {
       fetcher: fetcher,

@@ -64,7 +64,7 @@ enum Source {
 
 impl Connection {
     /// The connection at `index` of `list` (an index from enumerating that list).
-    pub(super) fn new(project: ProjectId, list: Arc<ListResponse>, index: usize) -> Self {
+    pub(crate) fn new(project: ProjectId, list: Arc<ListResponse>, index: usize) -> Self {
         Self { project, source: Source::Item(list, index) }
     }
 
@@ -73,7 +73,7 @@ impl Connection {
         Self { project, source: Source::Shown(dto) }
     }
 
-    pub(super) fn dto(&self) -> &ConnectionDto {
+    pub(crate) fn dto(&self) -> &ConnectionDto {
         let (list, index) = match &self.source {
             Source::Shown(dto) => return dto,
             Source::Item(list, index) => (list, *index),

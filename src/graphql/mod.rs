@@ -1,6 +1,7 @@
 //! Everything that comes in as GraphQL: the schema, its types (thin views over the upstream
-//! DTOs), the per-request project loader, Federation, and the schema extensions (limits, APQ,
-//! observation, parsed documents). Knows nothing about HTTP.
+//! DTOs), pages and counts, the per-request loader, Federation, subscriptions and their
+//! shared pollers, and the schema extensions (limits, the call budget, APQ, observation,
+//! parsed documents). Knows nothing about HTTP.
 
 pub mod connection;
 pub(crate) mod connection_list;
@@ -13,7 +14,11 @@ pub mod page;
 pub mod queue;
 pub mod scalar;
 pub mod schema;
+pub mod subscription;
+pub mod watch;
 
 pub(crate) use extensions::apq;
 pub use loader::ProjectLoader;
 pub use schema::{DliSchema, SchemaOptions, build, sdl};
+pub use subscription::SubscriptionScope;
+pub use watch::Watcher;

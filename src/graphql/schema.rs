@@ -1,6 +1,6 @@
 //! The schema: the `Query` root, how it is built, and its SDL.
 
-use async_graphql::{Any, Context, EmptyMutation, EmptySubscription, ID, Object, Schema};
+use async_graphql::{Any, Context, EmptyMutation, ID, Object, Schema};
 
 use async_graphql::registry::SDLExportOptions;
 
@@ -21,6 +21,7 @@ use super::{
     federation::{self, Entity, Project, Service},
     field::null_on_error,
     page::{self, ConnectionFilter, ConnectionOrder, ConnectionPage, ConnectionStats, PageArgs},
+    subscription::{SnapshotMarker, SubscriptionRoot},
 };
 use crate::{
     config::{DetailOptions, GraphqlOptions, Limits},
@@ -30,7 +31,7 @@ use crate::{
 };
 
 /// The executable schema type.
-pub type DliSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type DliSchema = Schema<Query, EmptyMutation, SubscriptionRoot>;
 
 /// Read-only queries over DLI datasource connections.
 #[derive(Default)]
@@ -228,8 +229,12 @@ pub fn build(opts: &SchemaOptions) -> DliSchema {
     // Observe first: its span and counts then cover persisted-query lookups too.
     let limits = std::sync::Arc::new(opts.limits.clone());
     let introspection = !opts.graphql.disable_introspection;
-    let mut builder = Schema::build(Query, EmptyMutation, EmptySubscription)
+    let mut builder = Schema::build(Query, EmptyMutation, SubscriptionRoot)
         .extension(Observe::new(opts.metrics.clone()))
+        .extension(SnapshotMarker)
+        // The subgraph SDL keeps `type Subscription`, so the router can pass subscriptions
+        // through to this subgraph.
+        .enable_subscription_in_federation()
         // Before APQ, which parses the documents it registers.
         .extension(DocumentScan(limits.clone()))
         .extension(CallBudgets { max: opts.detail.max_detail_calls })

@@ -25,7 +25,10 @@ use crate::{
     config::AccessOptions,
     error::{ErrorCode, http_error},
     project_id::ProjectId,
-    upstream::auth::secret_file::{SecretFileError, WatchedFile},
+    upstream::{
+        Credential,
+        auth::secret_file::{SecretFileError, WatchedFile},
+    },
 };
 
 type KeyDigest = [u8; 32];
@@ -188,6 +191,21 @@ impl AccessPolicy {
         } else {
             tracing::info!("request refused: invalid API key");
             Err(Denied::InvalidKey)
+        }
+    }
+
+    /// The credential a request with these headers acts with. A caller's own
+    /// `X-Auth-Token` needs no API key: DLI authorises it. Otherwise `service` is used, and
+    /// only by callers this policy admits.
+    pub fn credential(
+        &self,
+        headers: &HeaderMap,
+        service: &Option<Credential>,
+    ) -> Result<Option<Credential>, Denied> {
+        let own = headers.get("x-auth-token").and_then(|v| v.to_str().ok()).and_then(Credential::token);
+        match own {
+            Some(own) => Ok(Some(own)),
+            None => self.admit(headers).map(|()| service.clone()),
         }
     }
 

@@ -8,7 +8,7 @@ use async_graphql_axum::GraphQLBatchRequest;
 use axum::{
     body::Bytes,
     extract::{FromRequest, Request, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    http::{HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
@@ -17,6 +17,7 @@ use super::{
     AppState, body,
     encoding::{self, Format},
     share::{self, Encoded, Key},
+    streams, ws,
 };
 use crate::{
     error::{ErrorCode, http_error},
@@ -71,6 +72,12 @@ impl IntoResponse for Rejection {
 }
 
 pub(crate) async fn post(State(state): State<AppState>, req: Request) -> Response {
+    if streams::wants_event_stream(req.headers()) {
+        return streams::sse(state, req).await;
+    }
+    if streams::wants_multipart(req.headers()) {
+        return streams::multipart(state, req).await;
+    }
     let Some(format) = Format::negotiate(req.headers()) else {
         return encoding::not_acceptable();
     };
@@ -92,6 +99,9 @@ pub(crate) async fn post(State(state): State<AppState>, req: Request) -> Respons
 }
 
 pub(crate) async fn get(State(state): State<AppState>, req: Request) -> Response {
+    if ws::is_upgrade(req.headers()) {
+        return ws::upgrade(state, req).await;
+    }
     let wants_html = req
         .headers()
         .get(header::ACCEPT)
@@ -108,14 +118,9 @@ pub(crate) async fn get(State(state): State<AppState>, req: Request) -> Response
 }
 
 async fn execute(state: AppState, req: Request, format: Format) -> Response {
-    // A caller's own token needs no API key: DLI authorises it. Otherwise the service's
-    // credential is used, and only by callers the access policy admits.
-    let credential = match caller_credential(req.headers()) {
-        Some(own) => Some(own),
-        None => match state.access.admit(req.headers()) {
-            Ok(()) => state.service_credential.clone(),
-            Err(denied) => return denied.into_response(format),
-        },
+    let credential = match state.access.credential(req.headers(), &state.service_credential) {
+        Ok(credential) => credential,
+        Err(denied) => return denied.into_response(format),
     };
     let method = req.method().clone();
     let is_get = method == Method::GET;
@@ -179,11 +184,6 @@ async fn execute(state: AppState, req: Request, format: Format) -> Response {
         }
         _ => run.await.to_response(),
     }
-}
-
-/// The caller's own `X-Auth-Token`, if it sent a usable one.
-fn caller_credential(headers: &HeaderMap) -> Option<Credential> {
-    headers.get("x-auth-token").and_then(|v| v.to_str().ok()).and_then(Credential::token)
 }
 
 #[derive(Serialize)]

@@ -1,8 +1,10 @@
 //! The HTTP layer: routes, GraphQL over HTTP, per-request data. Holds no resolvers.
 //!
-//! `POST /graphql` (JSON), `GET /graphql?query=…` ([`graphql`]), GraphiQL at `GET /graphql`
-//! for browsers and at `/` (assets under `/graphiql/`), `GET /healthz`, `GET /readyz` and
-//! `GET /metrics` ([`health`]). Content negotiation lives in [`encoding`], body limits in [`body`], API keys
+//! `POST /graphql` (JSON), `GET /graphql?query=…` ([`graphql`]), subscriptions over
+//! WebSocket (`graphql-transport-ws`, [`ws`]) and SSE or multipart ([`streams`]) on the same
+//! path, GraphiQL at `GET /graphql` for browsers and at `/` (assets under `/graphiql/`),
+//! `GET /healthz`, `GET /readyz` and `GET /metrics` ([`health`]). Content negotiation lives
+//! in [`encoding`], body limits in [`body`], API keys
 //! and allowed projects in [`access`].
 //!
 //! Every request gets an `X-Request-Id` (the client's, when valid, else a new UUID), echoed
@@ -29,8 +31,8 @@ use tower_http::{
 };
 
 use crate::{
-    config::Limits,
-    graphql::DliSchema,
+    config::{Limits, SubscriptionOptions},
+    graphql::{DliSchema, Watcher},
     observability::{metrics::Metrics, trace_context},
     upstream::{Client, Credential, FleetStore, SharedClient},
 };
@@ -42,6 +44,8 @@ pub(crate) mod graphiql;
 pub(crate) mod graphql;
 pub mod health;
 pub(crate) mod share;
+pub mod streams;
+pub mod ws;
 
 use access::AccessPolicy;
 
@@ -68,6 +72,12 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Identical concurrent requests share one execution (off with `--no-coalesce`).
     pub(crate) executions: Option<Arc<share::Executions>>,
+    /// The pollers subscriptions share.
+    pub watcher: Watcher,
+    /// Subscription transport settings.
+    pub subscriptions: SubscriptionOptions,
+    /// The cap on open streaming connections.
+    pub slots: Arc<streams::StreamSlots>,
 }
 
 /// Responses smaller than this are sent uncompressed whatever the client accepts.
@@ -90,9 +100,16 @@ pub fn router(state: AppState) -> Router {
         // Level 1 keeps on-the-fly compression cheap (brotli's default level costs several
         // times more CPU), and brotli's quality 0 (tower-http's `Fastest`) is both slower and
         // worse than quality 1; gzip and zstd are at level 1 either way (docs/performance.md).
-        router = router.layer(CompressionLayer::new().quality(CompressionLevel::Precise(1)).compress_when(
-            SizeAbove::new(COMPRESS_MIN_BYTES).and(NotForContentType::GRPC).and(NotForContentType::IMAGES),
-        ));
+        router = router.layer(
+            CompressionLayer::new().quality(CompressionLevel::Precise(1)).compress_when(
+                SizeAbove::new(COMPRESS_MIN_BYTES)
+                    .and(NotForContentType::GRPC)
+                    .and(NotForContentType::IMAGES)
+                    // Streams: a compressor would hold events back until its buffer fills.
+                    .and(NotForContentType::SSE)
+                    .and(NotForContentType::const_new("multipart/mixed")),
+            ),
+        );
         // Runs first: picks the coding the compression layer then uses.
         router = router.layer(axum::middleware::from_fn(encoding::prefer_cheapest_coding));
     }

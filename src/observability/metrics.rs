@@ -62,6 +62,39 @@ pub const REDIS_FALLBACK: &str = "dli_graphql_redis_fallback";
 /// `dli_graphql_redis_state_changes_total{to}` (`fallback` or `redis`).
 pub const REDIS_STATE_CHANGES: &str = "dli_graphql_redis_state_changes_total";
 
+/// `dli_graphql_streams_open{transport}`: WebSockets, SSE and multipart streams open now.
+pub const STREAMS_OPEN: &str = "dli_graphql_streams_open";
+/// `dli_graphql_subscriptions_active`.
+pub const SUBSCRIPTIONS_ACTIVE: &str = "dli_graphql_subscriptions_active";
+/// `dli_graphql_subscription_events_total{kind}`.
+pub const SUBSCRIPTION_EVENTS: &str = "dli_graphql_subscription_events_total";
+/// `dli_graphql_watch_pollers`.
+pub const WATCH_POLLERS: &str = "dli_graphql_watch_pollers";
+/// `dli_graphql_watch_polls_total{outcome}`.
+pub const WATCH_POLLS: &str = "dli_graphql_watch_polls_total";
+
+/// A streaming transport, as the `transport` label names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `graphql-transport-ws`.
+    WebSocket,
+    /// `graphql-sse`, distinct connections mode.
+    Sse,
+    /// Multipart subscriptions (Apollo).
+    Multipart,
+}
+
+impl Transport {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::WebSocket => "websocket",
+            Self::Sse => "sse",
+            Self::Multipart => "multipart",
+        }
+    }
+}
+
 /// The state of the upstream circuit breaker, as the `dli_graphql_upstream_circuit_state`
 /// gauge shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +230,16 @@ impl Metrics {
                 REDIS_STATE_CHANGES,
                 "Switches between Redis and the in-process fallback, by the state switched to."
             );
+            describe_gauge!(STREAMS_OPEN, "Streaming connections open now, by transport.");
+            describe_gauge!(SUBSCRIPTIONS_ACTIVE, "GraphQL subscriptions running now.");
+            describe_counter!(
+                SUBSCRIPTION_EVENTS,
+                "Subscription payloads sent, by kind (SNAPSHOT, ADDED, CHANGED, REMOVED, marker, error)."
+            );
+            describe_gauge!(WATCH_POLLERS, "Pollers running now (one per credential and watched project).");
+            describe_counter!(WATCH_POLLS, "Upstream polls made by the pollers, by outcome.");
+            gauge!(SUBSCRIPTIONS_ACTIVE).set(0.0);
+            gauge!(WATCH_POLLERS).set(0.0);
             gauge!(HTTP_IN_FLIGHT).set(0.0);
             counter!(UPSTREAM_RETRIES).absolute(0);
             counter!(UPSTREAM_COALESCED).absolute(0);
@@ -323,6 +366,35 @@ impl Metrics {
         self.with(|| counter!(REDIS_STATE_CHANGES, "to" => to).increment(1));
     }
 
+    /// Counts a streaming connection as open until the returned guard is dropped.
+    pub fn stream_open(&self, transport: Transport) -> Gauged {
+        let labels = [("transport", transport.as_str())];
+        self.with(|| gauge!(STREAMS_OPEN, &labels).increment(1.0));
+        Gauged { metrics: self.clone(), gauge: STREAMS_OPEN, transport: Some(transport) }
+    }
+
+    /// Counts a subscription as active until the returned guard is dropped.
+    pub fn subscription_active(&self) -> Gauged {
+        self.with(|| gauge!(SUBSCRIPTIONS_ACTIVE).increment(1.0));
+        Gauged { metrics: self.clone(), gauge: SUBSCRIPTIONS_ACTIVE, transport: None }
+    }
+
+    /// Counts a poller as running until the returned guard is dropped.
+    pub fn poller_running(&self) -> Gauged {
+        self.with(|| gauge!(WATCH_POLLERS).increment(1.0));
+        Gauged { metrics: self.clone(), gauge: WATCH_POLLERS, transport: None }
+    }
+
+    /// One subscription payload sent; `kind` is the event kind, `marker` or `error`.
+    pub fn subscription_event(&self, kind: &'static str) {
+        self.with(|| counter!(SUBSCRIPTION_EVENTS, "kind" => kind).increment(1));
+    }
+
+    /// One upstream poll by a poller; `outcome` is `ok` or the error code.
+    pub fn watch_poll(&self, outcome: &'static str) {
+        self.with(|| counter!(WATCH_POLLS, "outcome" => outcome).increment(1));
+    }
+
     /// `name` if it is already a label value or there is room for it, else `other`.
     fn operation_label(&self, name: &str) -> String {
         let valid = !name.is_empty()
@@ -358,6 +430,23 @@ pub struct InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.metrics.with(|| gauge!(HTTP_IN_FLIGHT).decrement(1.0));
+    }
+}
+
+/// Keeps one gauge raised while alive.
+pub struct Gauged {
+    metrics: Metrics,
+    gauge: &'static str,
+    transport: Option<Transport>,
+}
+
+impl Drop for Gauged {
+    fn drop(&mut self) {
+        let (gauge, transport) = (self.gauge, self.transport);
+        self.metrics.with(|| match transport {
+            Some(t) => gauge!(gauge, "transport" => t.as_str()).decrement(1.0),
+            None => gauge!(gauge).decrement(1.0),
+        });
     }
 }
 
@@ -443,6 +532,27 @@ mod tests {
         assert!(names.contains("other"));
         assert!(names.contains("Op0"));
         assert!(!names.contains(format!("Op{}", MAX_OPERATION_NAMES).as_str()));
+    }
+
+    #[test]
+    fn stream_gauges_fall_when_their_guards_drop() {
+        let m = Metrics::new();
+        let socket = m.stream_open(Transport::WebSocket);
+        let sub = m.subscription_active();
+        let poller = m.poller_running();
+        m.subscription_event("SNAPSHOT");
+        m.watch_poll("ok");
+        let text = m.render();
+        assert!(text.contains("dli_graphql_streams_open{transport=\"websocket\"} 1"), "{text}");
+        assert!(text.contains("dli_graphql_subscriptions_active 1"), "{text}");
+        assert!(text.contains("dli_graphql_watch_pollers 1"), "{text}");
+        assert!(text.contains("dli_graphql_subscription_events_total{kind=\"SNAPSHOT\"} 1"), "{text}");
+        assert!(text.contains("dli_graphql_watch_polls_total{outcome=\"ok\"} 1"), "{text}");
+        drop((socket, sub, poller));
+        let text = m.render();
+        assert!(text.contains("dli_graphql_streams_open{transport=\"websocket\"} 0"), "{text}");
+        assert!(text.contains("dli_graphql_subscriptions_active 0"), "{text}");
+        assert!(text.contains("dli_graphql_watch_pollers 0"), "{text}");
     }
 
     #[test]

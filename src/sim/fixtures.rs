@@ -267,7 +267,11 @@ pub fn privileges_body(project: &str, e: &Enhanced, index: usize) -> Vec<u8> {
 
 /// The whole list response body for `project`.
 pub fn list_body(project: &str, n: usize) -> Vec<u8> {
-    let connections = connections(project, n);
+    list_body_of(connections(project, n))
+}
+
+/// The whole list response body with exactly these connections.
+pub fn list_body_of(connections: Vec<Value>) -> Vec<u8> {
     let count = connections.len();
     serde_json::to_vec(&json!({
         "is_success": true,

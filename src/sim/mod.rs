@@ -11,6 +11,11 @@
 //! with the documented error body, a delay, a malformed body, `is_success: false`, or no
 //! answer at all.
 //!
+//! Connections change over time when asked to ([`live`]): created (`CREATING`, `process`
+//! climbing), finished (`ACTIVE` or `FAILED`), queues bound and unbound, deleted; through
+//! the Rust API on [`Simulator`], through `/__sim/projects/{project}/connections`, or on a
+//! timer ([`Simulator::animate`], which `--demo` uses).
+//!
 //! Faults are set through [`Simulator::set_fault`], through `PUT /__sim/faults/{project}`,
 //! or by naming a project `fault-401`, `fault-403`, `fault-404`, `fault-429`, `fault-500`,
 //! `fault-slow`, `fault-garbage` or `fault-unsuccessful` (any suffix), so a person in
@@ -18,6 +23,7 @@
 
 pub mod auth;
 pub mod fixtures;
+pub mod live;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -34,7 +40,7 @@ use axum::{
     extract::{Path, State},
     http::{Request, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post, put},
+    routing::{get, patch, post, put},
 };
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -277,6 +283,10 @@ pub struct SimState {
     /// Faults set for a number of calls only: calls left before the fault is removed.
     fault_uses: Mutex<HashMap<String, u32>>,
     bodies: Mutex<HashMap<String, Bytes>>,
+    /// Projects whose connections changed: their whole current list (see [`live`]).
+    live: Mutex<HashMap<String, Vec<serde_json::Value>>>,
+    /// Where each animated project is in its demo lifecycle.
+    demo_steps: Mutex<HashMap<String, u64>>,
     auth: auth::AuthState,
 }
 
@@ -290,6 +300,8 @@ impl SimState {
             faults: Mutex::default(),
             fault_uses: Mutex::default(),
             bodies: Mutex::default(),
+            live: Mutex::default(),
+            demo_steps: Mutex::default(),
             auth: auth::AuthState::default(),
         }
     }
@@ -353,6 +365,11 @@ impl SimState {
     }
 
     fn body_for(&self, project: &str) -> Bytes {
+        // A changed project's list is rendered on every call (never cached): a change
+        // between rendering and caching would otherwise be lost.
+        if let Some(list) = self.live.lock().get(project) {
+            return Bytes::from(fixtures::list_body_of(list.clone()));
+        }
         if let Some(b) = self.bodies.lock().get(project) {
             return b.clone();
         }
@@ -463,6 +480,11 @@ fn router(state: Arc<SimState>) -> Router {
         .route("/__sim/requests", get(requests))
         .route("/__sim/reset", post(reset))
         .route("/__sim/faults/{project_id}", put(put_fault).delete(delete_fault))
+        .route("/__sim/projects/{project_id}/connections", post(live::post_connection))
+        .route(
+            "/__sim/projects/{project_id}/connections/{connection_id}",
+            patch(live::patch_connection).delete(live::delete_connection),
+        )
         .fallback(not_found)
         .with_state(state)
 }

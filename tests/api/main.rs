@@ -23,3 +23,4 @@ mod resilience;
 mod schema;
 mod security;
 mod server;
+mod subscriptions;

@@ -5,7 +5,7 @@
 //! - after parsing, before async-graphql walks the document: depth and field count
 //!   (fragments expanded once each, so a fragment bomb costs linear time), and upstream
 //!   fan-out, i.e. how many field selections can cause an upstream
-//!   call (`connections` on any type, `_entities`) and how many distinct project ids the
+//!   call (`connections` on any type, `_entities`, the subscription `connectionEvents`) and how many distinct project ids the
 //!   operation names (arguments and input objects with a `projectId` or `id` key, variables
 //!   resolved), with fragments expanded;
 //! - after validation: depth and complexity again, from async-graphql's own calculation
@@ -48,6 +48,7 @@ pub const UPSTREAM_FIELDS: &[&str] = &[
     "enhancedConnection",
     "privileges",
     "_entities",
+    "connectionEvents",
 ];
 /// Argument and input-object keys that name a project. `id` names one only as the argument
 /// of `project` and in `Project` representations; elsewhere (`enhancedConnection(id:)`, an
