@@ -10,6 +10,6 @@ pub(crate) mod field;
 pub(crate) mod loader;
 pub mod schema;
 
-pub(crate) use extensions::apq;
+pub(crate) use extensions::{apq, trusted_documents};
 pub use loader::ProjectLoader;
 pub use schema::{DliSchema, SchemaOptions, build, sdl};

@@ -191,6 +191,13 @@ impl AccessPolicy {
         }
     }
 
+    /// The digest of the API key of a caller [`Self::admit`] let through, when keys are
+    /// required (so the key was checked); `None` otherwise.
+    pub fn caller_key(&self, headers: &HeaderMap) -> Option<[u8; 32]> {
+        self.api_keys.as_ref()?;
+        bearer(headers).map(|k| digest(k.expose_secret()))
+    }
+
     /// The projects that may be queried, when restricted.
     pub fn allowed_projects(&self) -> Option<Arc<HashSet<ProjectId>>> {
         self.allowed_projects.clone()

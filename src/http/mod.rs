@@ -3,7 +3,8 @@
 //! `POST /graphql` (JSON), `GET /graphql?query=…` ([`graphql`]), GraphiQL at `GET /graphql`
 //! for browsers and at `/` (assets under `/graphiql/`), `GET /healthz` and `GET /metrics`
 //! ([`health`]). Content negotiation lives in [`encoding`], body limits in [`body`], API keys
-//! and allowed projects in [`access`].
+//! and allowed projects in [`access`], rate limits and load shedding in [`admission`], the
+//! accept loop with its connection limits and timeouts in [`serve`].
 //!
 //! Every request gets an `X-Request-Id` (the client's, when valid, else a new UUID), echoed
 //! in the response, recorded on its `request` span and sent upstream.
@@ -36,11 +37,13 @@ use crate::{
 };
 
 pub(crate) mod access;
+pub(crate) mod admission;
 pub(crate) mod body;
 pub(crate) mod encoding;
 pub(crate) mod graphiql;
 pub(crate) mod graphql;
 pub mod health;
+pub(crate) mod serve;
 pub(crate) mod share;
 
 use access::AccessPolicy;
@@ -66,6 +69,12 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Identical concurrent requests share one execution (off with `--no-coalesce`).
     pub(crate) executions: Option<Arc<share::Executions>>,
+    /// Execution slots (`--max-concurrent-requests`).
+    pub shed: Arc<admission::LoadShed>,
+    /// Per-caller rate limits, when `--client-rate` is set.
+    pub rate_limits: Option<Arc<admission::RateLimits>>,
+    /// Whether only trusted documents run: requests may then name one by `documentId`.
+    pub trusted_documents: bool,
 }
 
 /// Responses smaller than this are sent uncompressed whatever the client accepts.
