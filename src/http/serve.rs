@@ -41,7 +41,7 @@ use hyper_util::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::{Semaphore, watch},
+    sync::{Notify, Semaphore, watch},
     task::JoinSet,
     time::Instant,
 };
@@ -174,6 +174,7 @@ impl Connection {
                     }
                     return;
                 }
+                () = activity.changed.notified(), if hard_deadline.is_none() => {}
                 _ = self.draining.changed(), if !closing => {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
@@ -219,6 +220,8 @@ struct Activity {
     first_read: AtomicBool,
     /// HTTP/2: requests are frames on streams, so only the idle rule applies.
     http2: AtomicBool,
+    /// Wakes the connection's timer when a deadline may have moved earlier.
+    changed: Notify,
 }
 
 enum Verdict {
@@ -236,6 +239,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             first_read: AtomicBool::new(false),
             http2: AtomicBool::new(false),
+            changed: Notify::new(),
         }
     }
 
@@ -253,8 +257,10 @@ impl Activity {
         if !self.first_read.swap(true, Ordering::Relaxed) && bytes.starts_with(b"PRI * HTTP/2") {
             self.http2.store(true, Ordering::Relaxed);
         }
-        if self.in_flight.load(Ordering::Acquire) == 0 {
-            let _ = self.waiting_since.compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && self.waiting_since.compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        {
+            self.changed.notify_one();
         }
     }
 
@@ -265,6 +271,7 @@ impl Activity {
     fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.waiting_since.store(NONE, Ordering::Release);
+        self.changed.notify_one();
         InFlight(self.clone())
     }
 
@@ -314,6 +321,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.0.wrote();
+        self.0.changed.notify_one();
     }
 }
 
