@@ -12,11 +12,12 @@
 //! - [`error`]: `ErrorCode`, `UpstreamError`, and every write of `extensions.code` and of
 //!   HTTP error bodies.
 //! - [`project_id`]: the validated project id, the only client input in upstream URLs.
-//! - [`http`]: router and layers, GraphQL over HTTP, body limits, API keys and allowed
-//!   projects, content negotiation and compression, GraphiQL, health. No resolvers.
+//! - [`http`]: the accept loop (connection cap, header and idle timeouts), router and layers,
+//!   GraphQL over HTTP, body limits, API keys and allowed projects, rate limits and load
+//!   shedding, content negotiation and compression, GraphiQL, health. No resolvers.
 //! - [`graphql`]: schema, types (views over the DTOs), the per-request project loader, the
 //!   Apollo Federation v2 subgraph, and the schema extensions (limits, APQ, observation,
-//!   parsed documents). No HTTP.
+//!   parsed documents, trusted documents). No HTTP.
 //! - [`upstream`]: the DLI client, DTOs, retries and breaker, coalescing and cache, and
 //!   authentication (tokens, AK/SK signing, IAM, secret files). No GraphQL.
 //! - [`observability`]: logs and OTLP spans, Prometheus metrics, request ids and trace context.
