@@ -265,3 +265,35 @@ async fn x_forwarded_for_tells_callers_apart_only_behind_a_trusted_proxy() {
     // A spoofed entry to the left of the real client changes nothing.
     assert_eq!(forwarded_for(&proxied, "203.0.113.9, 198.51.100.2").await, 429);
 }
+
+#[tokio::test]
+async fn an_http2_rapid_reset_flood_ends_that_connection_while_other_clients_are_served() {
+    let app = spawn_app_with(&[], SimOptions::default()).await;
+    let tcp = TcpStream::connect(app.addr).await.expect("connects");
+    let (mut client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2 by prior knowledge");
+    let driver = tokio::spawn(connection);
+    // Open a stream and reset it at once, over and over (CVE-2023-44487). Unchecked, the
+    // connection would stay open and every stream would run; h2 ends it instead.
+    let mut reset = 0;
+    for _ in 0..5_000 {
+        let Ok(mut ready) = client.ready().await else { break };
+        let req = http::Request::get(format!("http://{}/graphql?query=%7B__typename%7D", app.addr))
+            .header("x-auth-token", TOKEN)
+            .body(())
+            .expect("request");
+        let Ok((_answer, mut stream)) = ready.send_request(req, true) else { break };
+        stream.send_reset(h2::Reason::CANCEL);
+        reset += 1;
+        client = ready;
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(10), driver).await;
+    let error = match ended {
+        Ok(Ok(Err(e))) => e,
+        other => panic!("the flooding connection was not ended after {reset} resets: {other:?}"),
+    };
+    // A GOAWAY (ENHANCE_YOUR_CALM), or the socket closed under the client's next write.
+    let calmed = error.is_go_away() && error.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM);
+    assert!(calmed || error.is_io(), "{error:?}");
+    let (status, body) = query_status(&app, &app.http, "p1").await;
+    assert_eq!(status, 200, "{body:#}");
+}
