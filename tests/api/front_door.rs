@@ -297,3 +297,21 @@ async fn an_http2_rapid_reset_flood_ends_that_connection_while_other_clients_are
     let (status, body) = query_status(&app, &app.http, "p1").await;
     assert_eq!(status, 200, "{body:#}");
 }
+
+#[tokio::test]
+async fn the_default_connection_cap_comes_from_the_descriptor_limit_and_is_logged() {
+    let logs = crate::helpers::trace_logs(&["--demo"], &[], |_| async {}).await;
+    let line = logs
+        .lines()
+        .find(|l| l.contains("client connection cap derived from the file-descriptor limit"))
+        .unwrap_or_else(|| panic!("no connection cap in the log:\n{logs}"));
+    let field = |name: &str| -> u64 {
+        line.split(&format!("{name}="))
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (cap, limit) = (field("max_connections"), field("fd_limit"));
+    assert!(cap >= 16 && (limit == 0 || cap < limit), "{line}");
+}
