@@ -4,10 +4,12 @@
   hostile.py normal HOST PORT SECONDS CLIENTS RATE KEY_PREFIX OUT.json
       CLIENTS keep-alive HTTP/1.1 clients, each with its own API key (KEY_PREFIX + index),
       each sending RATE GraphQL requests a second; writes latencies and errors.
-  hostile.py attack HOST PORT SECONDS SLOW FLOOD NOISY_KEY OUT.json
-      SLOW slowloris sockets (a header line a second, never finished), FLOOD sockets opened
-      and held without a byte (reopened when the server closes them), and one noisy caller
-      sending as fast as it can with NOISY_KEY; writes what each saw.
+  hostile.py sockets HOST PORT SECONDS SLOW FLOOD OUT.json
+      SLOW slowloris sockets (a header line a second, never finished) and FLOOD sockets opened
+      and held without a byte (reopened when the server closes them); writes what they saw.
+  hostile.py noisy HOST PORT SECONDS KEY OUT.json
+      one caller sending as fast as it can with KEY, on one keep-alive connection; writes
+      its answers by status.
 """
 
 import asyncio
@@ -144,13 +146,18 @@ async def noisy(host, port, end, key, stats):
             await asyncio.sleep(0.05)
 
 
-async def run_attack(host, port, seconds, slow, flood, key, out):
+async def run_sockets(host, port, seconds, slow, flood, out):
     end = time.monotonic() + seconds
     stats = {"slow_opened": 0, "slow_cut": 0, "flood_opened": 0, "flood_closed_by_server": 0}
     tasks = [slowloris(host, port, end, stats) for _ in range(slow)]
     tasks += [flooder(host, port, end, stats) for _ in range(flood)]
-    tasks.append(noisy(host, port, end, key, stats))
     await asyncio.gather(*tasks)
+    json.dump(stats, open(out, "w"))
+
+
+async def run_noisy(host, port, seconds, key, out):
+    stats = {}
+    await noisy(host, port, time.monotonic() + seconds, key, stats)
     json.dump(stats, open(out, "w"))
 
 
@@ -159,9 +166,12 @@ def main():
     if mode == "normal":
         clients, rate, prefix, out = int(sys.argv[5]), float(sys.argv[6]), sys.argv[7], sys.argv[8]
         asyncio.run(run_normal(host, port, seconds, clients, rate, prefix, out))
-    elif mode == "attack":
-        slow, flood, key, out = int(sys.argv[5]), int(sys.argv[6]), sys.argv[7], sys.argv[8]
-        asyncio.run(run_attack(host, port, seconds, slow, flood, key, out))
+    elif mode == "sockets":
+        slow, flood, out = int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+        asyncio.run(run_sockets(host, port, seconds, slow, flood, out))
+    elif mode == "noisy":
+        key, out = sys.argv[5], sys.argv[6]
+        asyncio.run(run_noisy(host, port, seconds, key, out))
     else:
         sys.exit(f"unknown mode {mode}")
 

@@ -66,8 +66,14 @@ echo "hostile: phase 2, the same beside $SLOW slowloris sockets, a $FLOOD-socket
 python3 bench/hostile.py normal 127.0.0.1 "$port" "$DURATION" "$CLIENTS" "$RATE" normal- "$out/normal-attacked.json" &
 normal=$!
 pids+=("$normal")
-sleep 2
-python3 bench/hostile.py attack 127.0.0.1 "$port" "$((DURATION - 4))" "$SLOW" "$FLOOD" noisy "$out/attack.json"
+sleep 1
+# The noisy caller connects before the flood fills the connection slots.
+python3 bench/hostile.py noisy 127.0.0.1 "$port" "$((DURATION - 3))" noisy "$out/noisy.json" &
+noisy=$!
+pids+=("$noisy")
+sleep 1
+python3 bench/hostile.py sockets 127.0.0.1 "$port" "$((DURATION - 4))" "$SLOW" "$FLOOD" "$out/sockets.json"
+wait "$noisy"
 wait "$normal"
 sleep 1
 curl -fsS "http://127.0.0.1:$port/metrics" | grep -E '^dli_graphql_(connections|requests_shed|requests_rate_limited)' >"$out/metrics.txt" || true
@@ -78,7 +84,8 @@ import json, sys
 out, alive = sys.argv[1], int(sys.argv[2])
 a = json.load(open(f"{out}/normal-alone.json"))
 b = json.load(open(f"{out}/normal-attacked.json"))
-atk = json.load(open(f"{out}/attack.json"))
+atk = json.load(open(f"{out}/sockets.json"))
+atk.update(json.load(open(f"{out}/noisy.json")))
 rss, fds = (open(f"{out}/peak").read().split() + ["0", "0"])[:2]
 fmt = lambda r: f"{r['requests']} requests, errors {json.dumps(r['errors'])}, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, max {r['max_ms']:.1f} ms"
 lines = [
