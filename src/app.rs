@@ -17,7 +17,7 @@ use crate::{
     },
     observability::metrics::Metrics,
     sim::{SimOptions, Simulator},
-    upstream::{Client, Credential, SharedClient, auth::service},
+    upstream::{Client, Credential, FleetStore, SharedClient, auth::service},
 };
 
 /// The token the demo sends to its simulator when the caller sends none.
@@ -52,11 +52,16 @@ impl App {
             (config.upstream_base()?, None, configured_credential)
         };
         let access = AccessPolicy::new(&config.access, config.demo, service_credential.is_some())?;
+        let metrics = Metrics::new();
+        let fleet = FleetStore::new(&config.fleet, metrics.clone()).context("the --redis-url")?;
+        if let Some(store) = &fleet {
+            // Not fatal either way: without an answer the fallback is on and a probe retries.
+            store.check().await;
+        }
         let client = Client::new(base, &config.upstream)
             .context("building the HTTP client")?
-            .with_resilience(config.resilience);
-        let metrics = Metrics::new();
-        let client = client.with_metrics(metrics.clone());
+            .with_metrics(metrics.clone())
+            .with_resilience(config.resilience, fleet.clone());
         let trusted_documents = TrustedDocuments::open(&config.trusted_documents, Some(metrics.clone()))
             .context("--trusted-documents")?;
         let schema = graphql::build(&SchemaOptions {
@@ -65,11 +70,12 @@ impl App {
             metrics: Some(metrics.clone()),
             trusted_documents: trusted_documents.clone(),
         });
-        let shared = SharedClient::new(client.clone(), &config.share);
+        let shared = SharedClient::new(client.clone(), &config.share, fleet.clone(), config.upstream.timeout);
         let mut router = http::router(AppState {
             schema,
             client,
             shared,
+            fleet,
             compression: !config.no_compression,
             service_credential,
             access: Arc::new(access),

@@ -97,6 +97,10 @@ pub struct Config {
     #[command(flatten)]
     pub share: ShareOptions,
 
+    /// Sharing answers, in-flight calls and the DLI call budget between replicas, over Redis.
+    #[command(flatten)]
+    pub fleet: FleetOptions,
+
     /// Logs and span export.
     #[command(flatten)]
     pub telemetry: TelemetryOptions,
@@ -279,6 +283,114 @@ pub struct ResilienceOptions {
     /// How long an open circuit fails calls fast before letting one probe through.
     #[arg(long, env = "DLI_BREAKER_COOLDOWN", default_value = "10s", value_parser = humantime::parse_duration)]
     pub breaker_cooldown: Duration,
+
+    /// Most calls toward DLI per credential identity, written like `20/s` or `600/min`; shared
+    /// by every replica when --redis-url is set. Calls over it wait within --upstream-timeout,
+    /// then fail as RATE_LIMITED. Unlimited when unset.
+    #[arg(long = "upstream-rate", env = "DLI_UPSTREAM_RATE", value_parser = parse_rate)]
+    pub rate: Option<Rate>,
+
+    /// Calls that may go out at once before --upstream-rate spaces them [default: one second's rate].
+    #[arg(long = "upstream-burst", env = "DLI_UPSTREAM_BURST", value_parser = positive_u32)]
+    pub burst: Option<u32>,
+}
+
+impl ResilienceOptions {
+    /// The call budget per credential identity, when one is set: (rate, burst).
+    pub fn budget(&self) -> Option<(Rate, u32)> {
+        let rate = self.rate?;
+        Some((rate, self.burst.unwrap_or_else(|| rate.per_second_ceil())))
+    }
+}
+
+/// A number of calls per period, e.g. `20/s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Calls allowed per `per`.
+    pub calls: u32,
+    /// The period.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// The time between two calls at this rate.
+    pub fn interval(&self) -> Duration {
+        self.per / self.calls.max(1)
+    }
+
+    /// Calls per second, rounded up, at least 1 (the default burst).
+    fn per_second_ceil(&self) -> u32 {
+        let per_s = f64::from(self.calls) / self.per.as_secs_f64();
+        (per_s.ceil() as u32).max(1)
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.calls, humantime::format_duration(self.per))
+    }
+}
+
+fn parse_rate(s: &str) -> Result<Rate, String> {
+    const HELP: &str = "expected calls per period, like 20/s, 600/min or 1000/h";
+    let (n, unit) = s.trim().split_once('/').ok_or(HELP)?;
+    let calls = n.trim().parse::<u32>().ok().filter(|n| *n >= 1).ok_or(HELP)?;
+    let per = match unit.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        _ => return Err(HELP.to_owned()),
+    };
+    Ok(Rate { calls, per })
+}
+
+/// A count that must be at least 1, as `u32`.
+fn positive_u32(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number of at least 1".to_owned()),
+    }
+}
+
+/// Sharing answers, in-flight calls and the DLI call budget between replicas, over Redis.
+/// Off by default: everything stays in-process.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct FleetOptions {
+    /// Redis (`redis://` or `rediss://` URL) shared by the replicas: one DLI call per project
+    /// and credential for the whole fleet, the --cache-ttl cache and --upstream-rate budget
+    /// shared. When Redis is unreachable or slow, each replica falls back to in-process sharing.
+    #[arg(long, env = "DLI_GRAPHQL_REDIS_URL", hide_env_values = true, value_parser = parse_redis_url)]
+    pub redis_url: Option<RedisUrl>,
+
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    #[arg(long, env = "DLI_GRAPHQL_REDIS_PREFIX", default_value = "dli-graphql:")]
+    pub redis_prefix: String,
+
+    /// Longest wait for one Redis command; slower means Redis counts as down (fallback).
+    #[arg(long, env = "DLI_GRAPHQL_REDIS_TIMEOUT", default_value = "50ms", value_parser = humantime::parse_duration)]
+    pub redis_timeout: Duration,
+}
+
+/// A Redis URL; its `Debug` hides a password it may carry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(pub Url);
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("REDACTED"));
+        }
+        write!(f, "RedisUrl({shown})")
+    }
+}
+
+fn parse_redis_url(s: &str) -> Result<RedisUrl, String> {
+    let url = Url::parse(s.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "redis" | "rediss") || url.host().is_none() {
+        return Err("must be a redis:// or rediss:// URL with a host".to_owned());
+    }
+    Ok(RedisUrl(url))
 }
 
 /// How upstream answers are shared between requests.
@@ -344,7 +456,7 @@ pub struct FrontDoorOptions {
     pub max_connections: Option<usize>,
 
     /// Most GraphQL requests executing at once; the rest wait up to --queue-timeout for a slot,
-    /// then get HTTP 503 (OVERLOADED) with Retry-After. /healthz and /metrics are never shed.
+    /// then get HTTP 503 (OVERLOADED) with Retry-After. /healthz, /readyz and /metrics are never shed.
     #[arg(long, env = "DLI_GRAPHQL_MAX_CONCURRENT_REQUESTS", default_value_t = 512, value_parser = positive)]
     pub max_concurrent_requests: usize,
 
@@ -359,8 +471,8 @@ pub struct FrontDoorOptions {
 
     /// Requests a caller may make at once above its rate [default: one second's worth of
     /// --client-rate, at least 1].
-    #[arg(long, env = "DLI_GRAPHQL_CLIENT_BURST", value_parser = positive)]
-    pub client_burst: Option<usize>,
+    #[arg(long, env = "DLI_GRAPHQL_CLIENT_BURST", value_parser = positive_u32)]
+    pub client_burst: Option<u32>,
 
     /// Proxies (comma-separated CIDRs or addresses) whose X-Forwarded-For is believed when
     /// telling client IPs apart; from anyone else the header is ignored.
@@ -368,35 +480,12 @@ pub struct FrontDoorOptions {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
-/// A request rate: `count` requests per `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    /// Requests allowed per period.
-    pub count: u32,
-    /// The period.
-    pub per: Duration,
-}
-
-impl Rate {
-    /// The burst when none is given: one second's worth of the rate, at least 1.
-    pub fn default_burst(self) -> u32 {
-        let per_second = u128::from(self.count) * 1000 / self.per.as_millis().max(1);
-        u32::try_from(per_second).unwrap_or(u32::MAX).max(1)
+impl FrontDoorOptions {
+    /// The per-caller rate and burst, when `--client-rate` is set.
+    pub fn client_limit(&self) -> Option<(Rate, u32)> {
+        let rate = self.client_rate?;
+        Some((rate, self.client_burst.unwrap_or_else(|| rate.per_second_ceil())))
     }
-}
-
-/// `5/s`, `300/min`, `1000/h`.
-fn parse_rate(s: &str) -> Result<Rate, String> {
-    let bad = || "expected a rate like 5/s, 300/min or 1000/h".to_owned();
-    let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
-    let count = n.trim().parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(bad)?;
-    let per = match unit.trim() {
-        "s" | "sec" | "second" => Duration::from_secs(1),
-        "m" | "min" | "minute" => Duration::from_secs(60),
-        "h" | "hour" => Duration::from_secs(3600),
-        _ => return Err(bad()),
-    };
-    Ok(Rate { count, per })
 }
 
 /// A CIDR (`10.0.0.0/8`) or a single address.
@@ -453,6 +542,7 @@ defaults_from_flags!(
     Limits,
     ResilienceOptions,
     ShareOptions,
+    FleetOptions,
     TelemetryOptions,
     FrontDoorOptions,
     TrustedDocumentOptions
@@ -639,16 +729,50 @@ mod tests {
     fn client_rates_parse_with_their_default_burst() {
         let c = Config::from_args(["--client-rate", "5/s", "--trusted-proxies", "10.0.0.0/8, 127.0.0.1"])
             .expect("parses");
-        let rate = c.front_door.client_rate.expect("set");
-        assert_eq!((rate.count, rate.per, rate.default_burst()), (5, Duration::from_secs(1), 5));
+        let (rate, burst) = c.front_door.client_limit().expect("set");
+        assert_eq!((rate.calls, rate.per, burst), (5, Duration::from_secs(1), 5));
         assert_eq!(c.front_door.trusted_proxies.len(), 2);
-        assert_eq!(parse_rate("30/min").map(Rate::default_burst), Ok(1));
-        assert_eq!(parse_rate("7200/h").map(Rate::default_burst), Ok(2));
-        for bad in ["5", "0/s", "5/fortnight", "x/s"] {
-            assert!(parse_rate(bad).is_err(), "{bad}");
-        }
+        let limit =
+            |r: &str| Config::from_args(["--client-rate", r]).expect("parses").front_door.client_limit();
+        assert_eq!(limit("30/min").map(|l| l.1), Some(1));
+        assert_eq!(limit("7200/h").map(|l| l.1), Some(2));
+        let c = Config::from_args(["--client-rate", "1/min", "--client-burst", "3"]).expect("parses");
+        assert_eq!(c.front_door.client_limit().map(|l| l.1), Some(3));
         assert!(Config::from_args(["--trusted-proxies", "not-an-ip"]).is_err());
         assert_eq!(FrontDoorOptions::default().client_rate, None);
+    }
+
+    #[test]
+    fn rates_and_redis_urls_parse_and_default_off() {
+        let c = Config::from_args::<_, &str>([]).expect("parses");
+        assert_eq!(c.resilience.budget(), None);
+        assert_eq!(c.fleet.redis_url, None);
+        assert_eq!(c.fleet.redis_prefix, "dli-graphql:");
+        assert_eq!(c.fleet.redis_timeout, Duration::from_millis(50));
+        let c = Config::from_args(["--upstream-rate", "20/s", "--redis-url", "redis://:pw@127.0.0.1:6390/2"])
+            .expect("parses");
+        let (rate, burst) = c.resilience.budget().expect("a budget");
+        assert_eq!((rate.calls, rate.per, burst), (20, Duration::from_secs(1), 20));
+        assert_eq!(rate.interval(), Duration::from_millis(50));
+        assert!(!format!("{c:?}").contains(":pw@"));
+        let c = Config::from_args(["--upstream-rate", "90/min", "--upstream-burst", "4"]).expect("parses");
+        assert_eq!(
+            c.resilience.budget().map(|(r, b)| (r.interval(), b)),
+            Some((Duration::from_secs(60) / 90, 4))
+        );
+        assert_eq!(
+            Config::from_args(["--upstream-rate", "30/min"])
+                .expect("parses")
+                .resilience
+                .budget()
+                .map(|b| b.1),
+            Some(1)
+        );
+        for bad in ["20", "0/s", "x/s", "20/day"] {
+            assert!(Config::from_args(["--upstream-rate", bad]).is_err(), "{bad}");
+        }
+        assert!(Config::from_args(["--redis-url", "http://127.0.0.1:6379"]).is_err());
+        assert!(Config::from_args(["--redis-url", "rediss://cache.internal:6380"]).is_ok());
     }
 
     #[test]
@@ -663,6 +787,7 @@ mod tests {
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.resilience, ResilienceOptions::default());
         assert_eq!(c.share, ShareOptions::default());
+        assert_eq!(c.fleet, FleetOptions::default());
         assert_eq!(Limits::default().max_body_bytes, 1024 * 1024);
         assert_eq!(ResilienceOptions::default().max_attempts, 3);
     }

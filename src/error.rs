@@ -120,6 +120,13 @@ pub enum UpstreamError {
     /// IAM did not issue a token for the service's password credentials.
     #[error("IAM token request failed: {0}")]
     Iam(IamFailure),
+    /// The service's own call budget toward DLI (`--upstream-rate`) had no room within the
+    /// deadline; nothing was sent.
+    #[error("upstream call budget spent; next call possible in {retry_after} s")]
+    OverBudget {
+        /// Whole seconds (rounded up) until a call fits the budget again.
+        retry_after: u64,
+    },
 }
 
 /// Why IAM did not issue a token. `Clone`: one failed fetch answers every request that
@@ -165,6 +172,7 @@ impl UpstreamError {
             Self::Iam(IamFailure::Rejected { .. }) => ErrorCode::UpstreamError,
             Self::Iam(IamFailure::Unreachable(_)) => ErrorCode::UpstreamUnavailable,
             Self::Iam(IamFailure::BadResponse(_)) => ErrorCode::BadUpstreamResponse,
+            Self::OverBudget { .. } => ErrorCode::RateLimited,
         }
     }
 
@@ -205,6 +213,9 @@ impl UpstreamError {
             Self::Iam(IamFailure::BadResponse(_)) => {
                 "IAM sent a token response without a usable token".to_owned()
             }
+            Self::OverBudget { retry_after } => {
+                format!("this service's DLI call budget is spent; retry after {retry_after} s")
+            }
         };
         async_graphql::Error::new(message).extend_with(|_, ext| {
             ext.set("code", code.as_str());
@@ -217,6 +228,9 @@ impl UpstreamError {
                 if let Some(s) = retry_after {
                     ext.set("retryAfter", *s);
                 }
+            }
+            if let Self::OverBudget { retry_after } = self {
+                ext.set("retryAfter", *retry_after);
             }
             if let Self::Iam(IamFailure::Rejected { status, code, .. }) = self {
                 ext.set("iamStatus", *status);
@@ -428,6 +442,7 @@ mod tests {
         assert_eq!(UpstreamError::Iam(IamFailure::Unreachable("x")).code(), ErrorCode::UpstreamUnavailable);
         assert_eq!(UpstreamError::Iam(IamFailure::BadResponse("x")).code(), ErrorCode::BadUpstreamResponse);
         assert_eq!(UpstreamError::ProjectNotAllowed.code(), ErrorCode::Forbidden);
+        assert_eq!(UpstreamError::OverBudget { retry_after: 1 }.code(), ErrorCode::RateLimited);
         let p = ProjectId::parse("p1").expect("valid");
         assert_eq!(rejected(401).to_graphql(&p).message, "IAM refused the service's credentials: wrong");
     }

@@ -30,8 +30,9 @@
 //! [`project_id::ProjectId`] → `ProjectLoader::load(project)`: every field asking for that
 //! project in this request shares one call → [`upstream::SharedClient`]: an answer cached for this
 //! credential and project (with `--cache-ttl`), or the call already in flight for them, or
-//! one instrumented upstream GET, authorised right before
-//! it is sent (token header, IAM token, or signature) → the body is parsed once and shared
+//! (with `--redis-url`) the fleet's answer or lease in Redis ([`upstream::shared_state`]),
+//! or one instrumented upstream GET, within the call budget ([`upstream::rate_limit`]),
+//! authorised right before it is sent (token header, IAM token, or signature) → the body is parsed once and shared
 //! behind an `Arc` → filters → GraphQL objects borrow from the DTOs → upstream failures
 //! become errors with a stable code on the fields that needed that project; every other
 //! field keeps its data.

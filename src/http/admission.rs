@@ -88,10 +88,8 @@ pub struct RateLimits {
 impl RateLimits {
     /// The limits of `--client-rate` and `--client-burst`; `None` when no rate is set.
     pub fn new(options: &FrontDoorOptions, metrics: Metrics) -> Option<Self> {
-        let rate = options.client_rate?;
-        let burst = options.client_burst.and_then(|b| u32::try_from(b).ok()).unwrap_or(rate.default_burst());
-        let period = rate.per / rate.count;
-        let quota = Quota::with_period(period.max(Duration::from_nanos(1)))?
+        let (rate, burst) = options.client_limit()?;
+        let quota = Quota::with_period(rate.interval().max(Duration::from_nanos(1)))?
             .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
         let cap = std::num::NonZeroUsize::new(MAX_TRACKED_CALLERS).unwrap_or(std::num::NonZeroUsize::MIN);
         Some(Self {

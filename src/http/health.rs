@@ -1,4 +1,4 @@
-//! `GET /healthz` and `GET /metrics`, and the `dli-graphql healthcheck` probe that asks a
+//! `GET /healthz` (liveness), `GET /readyz` (readiness), `GET /metrics`, and the `dli-graphql healthcheck` probe that asks a
 //! running server's `/healthz`, for container health checks on images without a shell or curl.
 
 use std::{
@@ -17,6 +17,24 @@ use super::AppState;
 /// Liveness: the process serves HTTP.
 pub(crate) async fn healthz() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#)
+}
+
+/// Readiness: the listener is up (this answer is proof), and with `--redis-url` either
+/// Redis answers or the in-process fallback is on, so the replica always serves; the body
+/// says which (`redis`: `up`, `fallback` or `off`) and the circuit breaker's state.
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    let redis = match &state.fleet {
+        None => "off",
+        Some(store) if store.is_up() => "up",
+        Some(_) => "fallback",
+    };
+    let body = serde_json::json!({
+        "status": "ready",
+        "redis": redis,
+        "circuit": state.client.circuit_state().as_str(),
+    });
+    ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], body.to_string())
+        .into_response()
 }
 
 /// The Prometheus text exposition of this server's registry.

@@ -1,10 +1,10 @@
 //! The HTTP layer: routes, GraphQL over HTTP, per-request data. Holds no resolvers.
 //!
 //! `POST /graphql` (JSON), `GET /graphql?query=…` ([`graphql`]), GraphiQL at `GET /graphql`
-//! for browsers and at `/` (assets under `/graphiql/`), `GET /healthz` and `GET /metrics`
-//! ([`health`]). Content negotiation lives in [`encoding`], body limits in [`body`], API keys
-//! and allowed projects in [`access`], rate limits and load shedding in [`admission`], the
-//! accept loop with its connection limits and timeouts in [`serve`].
+//! for browsers and at `/` (assets under `/graphiql/`), `GET /healthz`, `GET /readyz` and
+//! `GET /metrics` ([`health`]). Content negotiation lives in [`encoding`], body limits in
+//! [`body`], API keys and allowed projects in [`access`], rate limits and load shedding in
+//! [`admission`], the accept loop with its connection limits and timeouts in [`serve`].
 //!
 //! Every request gets an `X-Request-Id` (the client's, when valid, else a new UUID), echoed
 //! in the response, recorded on its `request` span and sent upstream.
@@ -33,7 +33,7 @@ use crate::{
     config::Limits,
     graphql::DliSchema,
     observability::{metrics::Metrics, trace_context},
-    upstream::{Client, Credential, SharedClient},
+    upstream::{Client, Credential, FleetStore, SharedClient},
 };
 
 pub(crate) mod access;
@@ -57,6 +57,8 @@ pub struct AppState {
     pub client: Client,
     /// The client as resolvers use it: coalescing and the optional cache in front of `client`.
     pub shared: SharedClient,
+    /// The Redis shared with other replicas (`--redis-url`), for `/readyz`.
+    pub fleet: Option<FleetStore>,
     /// Compress large responses for clients that accept gzip, br or zstd.
     pub compression: bool,
     /// Used when the caller sends no `X-Auth-Token` (e.g. the demo's token).
@@ -89,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(graphiql::page))
         .route(graphiql::ASSET_ROUTE, get(graphiql::asset).layer(CompressionLayer::new().gzip(true)))
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics_text))
         .with_state(state);
     if compression {

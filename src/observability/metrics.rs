@@ -53,6 +53,14 @@ pub const CACHE_HITS: &str = "dli_graphql_cache_hits_total";
 pub const CACHE_MISSES: &str = "dli_graphql_cache_misses_total";
 /// `dli_graphql_upstream_circuit_state` (0 closed, 1 half-open, 2 open).
 pub const CIRCUIT_STATE: &str = "dli_graphql_upstream_circuit_state";
+/// `dli_graphql_upstream_budget_total{outcome}`: calls the `--upstream-rate` budget delayed or refused.
+pub const UPSTREAM_BUDGET: &str = "dli_graphql_upstream_budget_total";
+/// `dli_graphql_shared_answers_total`: answers read from Redis instead of calling DLI.
+pub const SHARED_ANSWERS: &str = "dli_graphql_shared_answers_total";
+/// `dli_graphql_redis_fallback` (1 while Redis is unusable and this replica shares in-process only).
+pub const REDIS_FALLBACK: &str = "dli_graphql_redis_fallback";
+/// `dli_graphql_redis_state_changes_total{to}` (`fallback` or `redis`).
+pub const REDIS_STATE_CHANGES: &str = "dli_graphql_redis_state_changes_total";
 
 /// `dli_graphql_connections_open`.
 pub const CONNECTIONS_OPEN: &str = "dli_graphql_connections_open";
@@ -80,6 +88,15 @@ pub enum CircuitState {
 }
 
 impl CircuitState {
+    /// The state's name, as `/readyz` reports it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::HalfOpen => "half_open",
+            Self::Open => "open",
+        }
+    }
+
     fn value(self) -> f64 {
         match self {
             Self::Closed => 0.0,
@@ -177,6 +194,22 @@ impl Metrics {
             describe_counter!(CACHE_HITS, "Upstream answers served from the response cache.");
             describe_counter!(CACHE_MISSES, "Response cache lookups that had to call upstream.");
             describe_gauge!(CIRCUIT_STATE, "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.");
+            describe_counter!(
+                UPSTREAM_BUDGET,
+                "Upstream calls the --upstream-rate budget delayed or refused (RATE_LIMITED), by outcome."
+            );
+            describe_counter!(
+                SHARED_ANSWERS,
+                "Answers read from Redis (fetched by another replica, or cached) instead of calling DLI."
+            );
+            describe_gauge!(
+                REDIS_FALLBACK,
+                "1 while Redis is unusable and this replica shares answers and budget in-process only; 0 while Redis is used."
+            );
+            describe_counter!(
+                REDIS_STATE_CHANGES,
+                "Switches between Redis and the in-process fallback, by the state switched to."
+            );
             describe_gauge!(CONNECTIONS_OPEN, "Client connections open right now.");
             describe_counter!(
                 CONNECTIONS_REFUSED,
@@ -306,6 +339,26 @@ impl Metrics {
     /// The circuit breaker changed state.
     pub fn circuit_state(&self, state: CircuitState) {
         self.with(|| gauge!(CIRCUIT_STATE).set(state.value()));
+    }
+
+    /// One upstream call the budget `delayed` (waited for its slot) or `refused`.
+    pub fn upstream_budget(&self, outcome: &'static str) {
+        self.with(|| counter!(UPSTREAM_BUDGET, "outcome" => outcome).increment(1));
+    }
+
+    /// One answer read from Redis instead of calling DLI.
+    pub fn shared_answer(&self) {
+        self.with(|| counter!(SHARED_ANSWERS).increment(1));
+    }
+
+    /// Whether this replica is on its in-process fallback (Redis configured but unusable).
+    pub fn redis_fallback(&self, on: bool) {
+        self.with(|| gauge!(REDIS_FALLBACK).set(if on { 1.0 } else { 0.0 }));
+    }
+
+    /// The replica switched `to` Redis (`redis`) or to its fallback (`fallback`).
+    pub fn redis_state_change(&self, to: &'static str) {
+        self.with(|| counter!(REDIS_STATE_CHANGES, "to" => to).increment(1));
     }
 
     /// A client connection opened; counted open until the guard is dropped.

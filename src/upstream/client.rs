@@ -8,13 +8,18 @@ use tracing::Instrument;
 use super::{
     auth::Credential,
     model::ListResponse,
+    rate_limit::RateLimiter,
     response::{self, BodyError},
     retry::{CONNECT_FAILED, Resilience, ResilienceOptions},
+    shared_state::FleetStore,
 };
 use crate::{
     config::UpstreamOptions,
     error::{UpstreamError, sanitize_upstream_text},
-    observability::{metrics::Metrics, trace_context},
+    observability::{
+        metrics::{CircuitState, Metrics},
+        trace_context,
+    },
     project_id::ProjectId,
 };
 
@@ -60,15 +65,25 @@ impl Client {
             timeout: opts.timeout,
             max_body_bytes: opts.max_body_bytes,
             metrics: Metrics::new(),
-            resilience: Resilience::new(ResilienceOptions::default()),
+            resilience: Resilience::new(ResilienceOptions::default(), None),
         })
     }
 
-    /// Replaces the retry, concurrency and breaker settings (fresh state).
+    /// Replaces the retry, budget, concurrency and breaker settings (fresh state). The
+    /// `--upstream-rate` budget lives in `store` (shared by the fleet) when one is given,
+    /// and in this process otherwise or while Redis is down; it counts into this client's
+    /// metrics, so call [`Client::with_metrics`] first.
     #[must_use]
-    pub fn with_resilience(mut self, opts: ResilienceOptions) -> Self {
-        self.resilience = Resilience::new(opts);
+    pub fn with_resilience(mut self, opts: ResilienceOptions, store: Option<FleetStore>) -> Self {
+        let budget =
+            opts.budget().map(|(rate, burst)| RateLimiter::new(rate, burst, store, self.metrics.clone()));
+        self.resilience = Resilience::new(opts, budget);
         self
+    }
+
+    /// The circuit breaker's state now.
+    pub fn circuit_state(&self) -> CircuitState {
+        self.resilience.circuit_state()
     }
 
     /// This client, counting its calls into `metrics` (a fresh, unexported registry otherwise).
@@ -112,10 +127,11 @@ impl Client {
             error_code = tracing::field::Empty,
         );
         let started = std::time::Instant::now();
-        // Retries, concurrency cap and breaker, all within `self.timeout`.
+        // Retries, call budget, concurrency cap and breaker, all within `self.timeout`.
+        let identity = credential.identity();
         let result = self
             .resilience
-            .run(self.timeout, &self.metrics, || self.list_once(project, credential))
+            .run(self.timeout, &self.metrics, &identity, || self.list_once(project, credential))
             .instrument(span.clone())
             .await;
         let _enter = span.enter();
@@ -188,6 +204,8 @@ impl Client {
             Err(UpstreamError::ProjectNotAllowed) => ("not_allowed", "none".to_owned(), None),
             // Getting an IAM token failed, so DLI itself was never asked.
             Err(UpstreamError::Iam(_)) => ("iam_error", "none".to_owned(), None),
+            // The service's own budget said no; DLI was never asked.
+            Err(UpstreamError::OverBudget { .. }) => ("over_budget", "none".to_owned(), None),
         };
         self.metrics.upstream_call(outcome, &status, code, elapsed);
     }

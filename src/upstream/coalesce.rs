@@ -10,6 +10,15 @@
 //!
 //! The in-flight call runs in its own task, so a caller that goes away (client disconnect)
 //! does not cancel it for the others; it is bounded by the client's own deadline.
+//!
+//! With `--redis-url` ([`FleetStore`]) the call in flight is shared by the fleet too: the
+//! task first claims the key in Redis. A stored answer is used as is; otherwise one replica
+//! takes the lease and calls DLI, storing the answer for `--cache-ttl` (or for
+//! [`HANDOFF`] without a TTL, long enough for the waiters to read it), while the others
+//! poll every [`POLL`] until the answer is there or the lease is free to take (its holder
+//! failed or died). A waiter that sees neither within `--upstream-timeout` (and a few
+//! polls), and any fetch while Redis is unusable, calls DLI itself: Redis can delay an
+//! answer, never fail one.
 
 use std::{
     collections::HashMap,
@@ -17,6 +26,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
 use futures::{
@@ -31,6 +41,7 @@ use super::{
     cache::{TtlCache, list_weight},
     client::Client,
     model::ListResponse,
+    shared_state::{FetchKey, FleetStore, HANDOFF, POLL},
 };
 pub use crate::config::ShareOptions;
 use crate::{error::UpstreamError, observability::trace_context, project_id::ProjectId};
@@ -52,9 +63,19 @@ struct Inner {
     client: Client,
     coalesce: bool,
     cache: Option<TtlCache<Key, Arc<ListResponse>>>,
+    /// The fleet's shared answers and leases, with `--redis-url`.
+    fleet: Option<Fleet>,
     /// Calls in flight, each tagged with a serial so a finished call removes only itself.
     in_flight: Mutex<HashMap<Key, (u64, Flight)>>,
     serial: AtomicU64,
+}
+
+struct Fleet {
+    store: FleetStore,
+    /// How long a stored answer lives: `--cache-ttl`, or [`HANDOFF`].
+    keep: Duration,
+    /// Longest lease, and longest wait for another replica's call: `--upstream-timeout`.
+    lease: Duration,
 }
 
 impl std::fmt::Debug for SharedClient {
@@ -63,19 +84,28 @@ impl std::fmt::Debug for SharedClient {
             .field("client", &self.inner.client)
             .field("coalesce", &self.inner.coalesce)
             .field("cache", &self.inner.cache.is_some())
+            .field("fleet", &self.inner.fleet.as_ref().map(|f| &f.store))
             .finish()
     }
 }
 
 impl SharedClient {
-    /// Wraps `client` with the sharing `opts` ask for.
-    pub fn new(client: Client, opts: &ShareOptions) -> Self {
+    /// Wraps `client` with the sharing `opts` ask for; with `fleet`, coalescing and the
+    /// cache are shared with the other replicas, leases lasting at most `lease`.
+    pub fn new(client: Client, opts: &ShareOptions, fleet: Option<FleetStore>, lease: Duration) -> Self {
         let cache = opts.ttl().map(|ttl| TtlCache::new(ttl, opts.cache_max_bytes));
+        // Sharing across replicas is coalescing across replicas: off with --no-coalesce.
+        let fleet = fleet.filter(|_| opts.coalesce()).map(|store| Fleet {
+            store,
+            keep: opts.ttl().unwrap_or(HANDOFF),
+            lease: lease.max(POLL),
+        });
         Self {
             inner: Arc::new(Inner {
                 client,
                 coalesce: opts.coalesce(),
                 cache,
+                fleet,
                 in_flight: Mutex::default(),
                 serial: AtomicU64::new(0),
             }),
@@ -132,9 +162,12 @@ impl SharedClient {
         let serial = self.inner.serial.fetch_add(1, Ordering::Relaxed);
         let inner = Arc::clone(&self.inner);
         let call = async move {
-            let result = inner.client.list_connections(&project, &credential).await.map_err(Arc::new);
-            // Into the cache before leaving the table, so no fetch sees neither.
-            inner.remember(key.clone(), &result);
+            let (result, fetched) = inner.fetch(&key, &project, &credential).await;
+            // Into the cache before leaving the table, so no fetch sees neither. Answers read
+            // from Redis are not kept here: they may be up to a TTL old already.
+            if fetched {
+                inner.remember(key.clone(), &result);
+            }
             let mut in_flight = inner.in_flight.lock();
             if in_flight.get(&key).is_some_and(|(s, _)| *s == serial) {
                 in_flight.remove(&key);
@@ -160,6 +193,24 @@ impl SharedClient {
 }
 
 impl Inner {
+    /// One fetch for the fleet: through Redis when it is in use, else straight to DLI.
+    /// The flag says whether this replica called DLI itself.
+    async fn fetch(&self, key: &Key, project: &ProjectId, credential: &Credential) -> (ListOutcome, bool) {
+        if let Some(fleet) = self.fleet.as_ref().filter(|f| f.store.is_up()) {
+            let fetch = FetchKey {
+                identity: key.0.clone(),
+                project: key.1.clone(),
+                endpoint: "list",
+                params: String::new(),
+            };
+            let call = || async { self.client.list_connections(project, credential).await.map_err(Arc::new) };
+            if let Some(shared) = fleet.store.single_flight(&fetch, fleet.lease, fleet.keep, call).await {
+                return shared;
+            }
+        }
+        (self.client.list_connections(project, credential).await.map_err(Arc::new), true)
+    }
+
     /// The cached answer for `key`, counting the hit or the miss (nothing without a cache).
     fn cached(&self, key: &Key) -> Option<Arc<ListResponse>> {
         let cache = self.cache.as_ref()?;

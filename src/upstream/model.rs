@@ -3,12 +3,14 @@
 //! Every field is optional (the official SDKs model them all as nullable), unknown fields
 //! are ignored, and numbers may come as integers, floats or numeric strings. A body that is
 //! not a JSON object with a `connections` array is rejected by the client as
-//! `BAD_UPSTREAM_RESPONSE`; anything looser is accepted.
+//! `BAD_UPSTREAM_RESPONSE`; anything looser is accepted. `Serialize` writes the parsed
+//! answer back as the same JSON shape (normalised numbers), which is how replicas hand
+//! answers to each other over Redis.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// The envelope of `GET /v2.0/{project_id}/datasource-connection`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ListResponse {
     /// `true` when the request succeeded; a `false` on a 2xx is a failure.
     #[serde(default)]
@@ -25,7 +27,7 @@ pub struct ListResponse {
 }
 
 /// One classic datasource connection as the upstream sends it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ConnectionDto {
     /// UUID of the connection.
     #[serde(default)]
@@ -63,7 +65,7 @@ pub struct ConnectionDto {
 }
 
 /// One entry of `available_queue_info`; only the name is used.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct QueueInfo {
     /// Queue name.
     #[serde(default)]
@@ -192,6 +194,14 @@ mod tests {
         assert_eq!(cs[1].process, Some(1.0));
         assert_eq!(cs[1].create_time, Some(1_549_092_947_256));
         assert!(cs[1].queues().is_empty());
+    }
+
+    #[test]
+    fn a_parsed_answer_serializes_to_json_that_parses_back_the_same() {
+        let r: ListResponse = serde_json::from_str(SEED).expect("seed parses");
+        let json = serde_json::to_vec(&r).expect("serializes");
+        let back: ListResponse = serde_json::from_slice(&json).expect("parses back");
+        assert_eq!(format!("{back:?}"), format!("{r:?}"));
     }
 
     #[test]

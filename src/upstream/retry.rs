@@ -1,8 +1,10 @@
-//! Retries, the concurrency cap and the circuit breaker around each upstream list call.
+//! Retries, the call budget, the concurrency cap and the circuit breaker around each
+//! upstream list call.
 //!
-//! One call has one deadline (`--upstream-timeout`), set when it starts: waiting for a
-//! concurrency permit, every attempt and every backoff sleep all fit inside it, so a client
-//! never waits longer than configured. Each attempt is a fresh call of the closure the
+//! One call has one deadline (`--upstream-timeout`), set when it starts: waiting for a slot
+//! in the call budget ([`super::rate_limit`], at most until half the deadline is left), for a
+//! concurrency permit, every attempt and
+//! every backoff sleep all fit inside it, so a client never waits longer than configured. Each attempt is a fresh call of the closure the
 //! client passes in, which authenticates the request afresh.
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -13,7 +15,11 @@ use tokio::{
     time::{Instant, sleep, timeout_at},
 };
 
-use super::breaker::{Breaker, BreakerState, failure};
+use super::{
+    auth::CredentialIdentity,
+    breaker::{Breaker, BreakerState, failure},
+    rate_limit::RateLimiter,
+};
 pub use crate::config::ResilienceOptions;
 use crate::{
     error::UpstreamError,
@@ -29,15 +35,27 @@ pub(crate) struct Resilience {
     opts: ResilienceOptions,
     permits: Semaphore,
     breaker: Breaker,
+    /// The `--upstream-rate` budget, when one is set.
+    budget: Option<RateLimiter>,
 }
 
 impl Resilience {
-    pub(crate) fn new(opts: ResilienceOptions) -> Arc<Self> {
+    pub(crate) fn new(opts: ResilienceOptions, budget: Option<RateLimiter>) -> Arc<Self> {
         Arc::new(Self {
             permits: Semaphore::new(opts.max_concurrency.max(1)),
             breaker: Breaker::new(opts.breaker_threshold, opts.breaker_cooldown),
+            budget,
             opts,
         })
+    }
+
+    /// The breaker's state as the circuit gauge shows it.
+    pub(crate) fn circuit_state(&self) -> CircuitState {
+        match self.breaker.state() {
+            BreakerState::Closed { .. } => CircuitState::Closed,
+            BreakerState::HalfOpen { .. } => CircuitState::HalfOpen,
+            BreakerState::Open { .. } => CircuitState::Open,
+        }
     }
 }
 
@@ -85,20 +103,16 @@ impl Resilience {
     /// Sets the circuit-state gauge (cheap; called after every breaker interaction, so the
     /// gauge follows every transition).
     fn report_circuit_state(&self, metrics: &Metrics) {
-        let state = match self.breaker.state() {
-            BreakerState::Closed { .. } => CircuitState::Closed,
-            BreakerState::HalfOpen { .. } => CircuitState::HalfOpen,
-            BreakerState::Open { .. } => CircuitState::Open,
-        };
-        metrics.circuit_state(state);
+        metrics.circuit_state(self.circuit_state());
     }
 
-    /// Runs `attempt` with retries, the concurrency cap and the breaker, all inside one
-    /// deadline of `timeout`; retries are counted into `metrics`.
+    /// Runs `attempt` with retries, `identity`'s call budget, the concurrency cap and the
+    /// breaker, all inside one deadline of `timeout`; retries are counted into `metrics`.
     pub(crate) async fn run<T, F, Fut>(
         &self,
         timeout: Duration,
         metrics: &Metrics,
+        identity: &CredentialIdentity,
         mut attempt_once: F,
     ) -> Result<T, UpstreamError>
     where
@@ -116,6 +130,15 @@ impl Resilience {
                 // After our own failed attempts the real error says more than "circuit open".
                 Err(retry_in) => return Err(last_error.unwrap_or(UpstreamError::CircuitOpen(retry_in))),
             };
+            // Right before the attempt: every HTTP request to DLI spends one slot, retries too.
+            // A slot is waited for only while half the deadline stays for DLI to answer: a
+            // call that would time out in flight spends budget and trips the breaker for nothing.
+            if let Some(budget) = &self.budget {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if let Err(over) = budget.acquire(identity, remaining.saturating_sub(timeout / 2)).await {
+                    return Err(last_error.unwrap_or(over));
+                }
+            }
             let Ok(Ok(slot)) = timeout_at(deadline, self.permits.acquire()).await else {
                 tracing::warn!(
                     in_flight = self.opts.max_concurrency,

@@ -9,6 +9,7 @@ mod credentials;
 mod errors;
 mod fast_path;
 mod federation;
+mod fleet;
 mod front_door;
 mod helpers;
 mod hostile;

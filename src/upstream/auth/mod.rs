@@ -64,6 +64,11 @@ impl fmt::Debug for CredentialIdentity {
 }
 
 impl CredentialIdentity {
+    /// The digest itself, to derive further names from (it is already one-way).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// SHA-256 over a mode tag and the fields, each NUL-terminated (domain separation).
     fn of(tag: &str, parts: &[&str]) -> Self {
         let mut h = Sha256::new();
