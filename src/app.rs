@@ -1,19 +1,20 @@
-//! Wiring: `Config` in, a bound server out.
+//! Wiring: `Config` in, a bound server out; served by [`crate::http::serve`].
 
-use std::{
-    future::{Future, IntoFuture as _},
-    net::SocketAddr,
-    sync::Arc,
-    time::Duration,
-};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::{
     config::Config,
+    graphql::trusted_documents::TrustedDocuments,
     graphql::{self, SchemaOptions, Watcher},
-    http::{self, AppState, access::AccessPolicy},
+    http::{
+        self, AppState,
+        access::AccessPolicy,
+        admission::{LoadShed, RateLimits},
+        serve::{self, ServeOptions},
+    },
     observability::metrics::Metrics,
     sim::{SimOptions, Simulator},
     upstream::{Client, Credential, FleetStore, SharedClient, auth::service},
@@ -29,7 +30,7 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     addr: SocketAddr,
-    shutdown_timeout: Duration,
+    serve_options: ServeOptions,
     metrics: Metrics,
     // Keeps the demo simulator running as long as the app.
     _sim: Option<Simulator>,
@@ -65,11 +66,14 @@ impl App {
             .context("building the HTTP client")?
             .with_metrics(metrics.clone())
             .with_resilience(config.resilience, fleet.clone());
+        let trusted_documents = TrustedDocuments::open(&config.trusted_documents, Some(metrics.clone()))
+            .context("--trusted-documents")?;
         let schema = graphql::build(&SchemaOptions {
             graphql: config.graphql.clone(),
             limits: config.limits.clone(),
             detail: config.detail,
             metrics: Some(metrics.clone()),
+            trusted_documents: trusted_documents.clone(),
         });
         let shared = SharedClient::new(client.clone(), &config.share, fleet.clone(), config.upstream.timeout);
         let watcher = Watcher::new(shared.clone(), &config.subscriptions, metrics.clone());
@@ -87,6 +91,9 @@ impl App {
             watcher,
             subscriptions: config.subscriptions,
             slots: http::streams::StreamSlots::new(config.subscriptions.max_streams),
+            shed: Arc::new(LoadShed::new(&config.front_door, metrics.clone())),
+            rate_limits: RateLimits::new(&config.front_door, metrics.clone()).map(Arc::new),
+            trusted_documents: trusted_documents.is_some(),
         });
         let origins = config.cors_origins()?;
         if !origins.is_empty() {
@@ -96,7 +103,25 @@ impl App {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        Ok(Self { listener, router, addr, shutdown_timeout: config.shutdown_timeout, metrics, _sim: sim })
+        let max_connections = match config.front_door.max_connections {
+            Some(n) => n,
+            None => {
+                let (n, fd_limit) = serve::default_max_connections(config.resilience.max_concurrency);
+                tracing::info!(
+                    max_connections = n,
+                    fd_limit = fd_limit.map_or_else(|| "unknown".to_owned(), |l| l.to_string()),
+                    "client connection cap derived from the file-descriptor limit (--max-connections)"
+                );
+                n
+            }
+        };
+        let serve_options = ServeOptions {
+            header_read_timeout: config.front_door.header_read_timeout,
+            idle_timeout: config.front_door.idle_timeout,
+            max_connections,
+            shutdown_timeout: config.shutdown_timeout,
+        };
+        Ok(Self { listener, router, addr, serve_options, metrics, _sim: sim })
     }
 
     /// The address the server is bound to.
@@ -117,28 +142,9 @@ impl App {
                 metrics.run_upkeep();
             }
         });
-        let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-        let shutdown = async move {
-            shutdown.await;
-            let _ = signalled.send(());
-        };
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).into_future();
-        let drain_deadline = async {
-            if on_signal.await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(self.shutdown_timeout).await;
-        };
-        let served = tokio::select! {
-            result = server => result,
-            () = drain_deadline => {
-                tracing::warn!(
-                    timeout_ms = self.shutdown_timeout.as_millis() as u64,
-                    "shutdown deadline passed; dropping the requests still in flight"
-                );
-                Ok(())
-            }
-        };
+        let served =
+            serve::serve(self.listener, self.router, self.serve_options, self.metrics.clone(), shutdown)
+                .await;
         upkeep.abort();
         served
     }

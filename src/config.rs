@@ -111,6 +111,14 @@ pub struct Config {
     /// Logs and span export.
     #[command(flatten)]
     pub telemetry: TelemetryOptions,
+
+    /// Connections, timeouts, load shedding and per-caller rate limits at the socket.
+    #[command(flatten)]
+    pub front_door: FrontDoorOptions,
+
+    /// Which GraphQL documents may run (operation safelisting).
+    #[command(flatten)]
+    pub trusted_documents: TrustedDocumentOptions,
 }
 
 /// Where DLI is and how long a call may take.
@@ -486,6 +494,93 @@ pub struct TelemetryOptions {
     pub otlp_endpoint: Option<Url>,
 }
 
+/// What the server accepts at the socket, before any GraphQL runs (docs/limits-and-resilience.md,
+/// "The front door").
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct FrontDoorOptions {
+    /// A client that has not sent a request's complete headers this long after connecting (or
+    /// after its first bytes of a later request) is disconnected, one that sends nothing too.
+    #[arg(long, env = "DLI_GRAPHQL_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// A keep-alive connection with no request in flight and no traffic this long is closed.
+    #[arg(long, env = "DLI_GRAPHQL_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Most client connections open at once; further ones are closed at once. Default: the
+    /// process's file-descriptor limit (RLIMIT_NOFILE, soft) less room for upstream
+    /// connections, Redis and files, logged at start.
+    #[arg(long, env = "DLI_GRAPHQL_MAX_CONNECTIONS", value_parser = positive)]
+    pub max_connections: Option<usize>,
+
+    /// Most GraphQL requests executing at once; the rest wait up to --queue-timeout for a slot,
+    /// then get HTTP 503 (OVERLOADED) with Retry-After. /healthz, /readyz and /metrics are never shed.
+    #[arg(long, env = "DLI_GRAPHQL_MAX_CONCURRENT_REQUESTS", default_value_t = 512, value_parser = positive)]
+    pub max_concurrent_requests: usize,
+
+    /// How long a GraphQL request may wait for an execution slot before it is shed.
+    #[arg(long, env = "DLI_GRAPHQL_QUEUE_TIMEOUT", default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub queue_timeout: Duration,
+
+    /// Requests each caller may make (e.g. 5/s, 300/min), per API key, or per client IP when it
+    /// sends none; over it, HTTP 429 (RATE_LIMITED) with Retry-After. Off when unset.
+    #[arg(long, env = "DLI_GRAPHQL_CLIENT_RATE", value_parser = parse_rate)]
+    pub client_rate: Option<Rate>,
+
+    /// Requests a caller may make at once above its rate [default: one second's worth of
+    /// --client-rate, at least 1].
+    #[arg(long, env = "DLI_GRAPHQL_CLIENT_BURST", value_parser = positive_u32)]
+    pub client_burst: Option<u32>,
+
+    /// Proxies (comma-separated CIDRs or addresses) whose X-Forwarded-For is believed when
+    /// telling client IPs apart; from anyone else the header is ignored.
+    #[arg(long, env = "DLI_GRAPHQL_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl FrontDoorOptions {
+    /// The per-caller rate and burst, when `--client-rate` is set.
+    pub fn client_limit(&self) -> Option<(Rate, u32)> {
+        let rate = self.client_rate?;
+        Some((rate, self.client_burst.unwrap_or_else(|| rate.per_second_ceil())))
+    }
+}
+
+/// A CIDR (`10.0.0.0/8`) or a single address.
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| "expected a CIDR like 10.0.0.0/8 or an IP address".to_owned())
+}
+
+/// What happens to a document that is not in the trusted list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TrustedDocumentsMode {
+    /// Refuse it with PERSISTED_QUERY_NOT_IN_LIST; nothing executes.
+    Enforce,
+    /// Serve it, log it and count it (to build the list).
+    Log,
+}
+
+/// Which GraphQL documents may run.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct TrustedDocumentOptions {
+    /// Manifest of the documents clients may run (Apollo's persisted-query-manifest JSON);
+    /// re-read whenever it changes. Off when unset: any document runs.
+    #[arg(long, env = "DLI_GRAPHQL_TRUSTED_DOCUMENTS")]
+    pub trusted_documents: Option<PathBuf>,
+
+    /// `enforce`: documents not in the manifest are refused; `log`: served, logged and counted.
+    #[arg(long, env = "DLI_GRAPHQL_TRUSTED_DOCUMENTS_MODE", value_enum, default_value_t = TrustedDocumentsMode::Enforce)]
+    pub trusted_documents_mode: TrustedDocumentsMode,
+
+    /// Let introspection queries that are not in the manifest run in `enforce` mode too (e.g.
+    /// for GraphiQL); in `log` mode they always run.
+    #[arg(long, env = "DLI_GRAPHQL_TRUSTED_DOCUMENTS_ALLOW_INTROSPECTION")]
+    pub trusted_documents_allow_introspection: bool,
+}
+
 /// `Default` from the flags' own declarations, so no default is written twice.
 macro_rules! defaults_from_flags {
     ($($t:ty),*) => {$(
@@ -508,7 +603,9 @@ defaults_from_flags!(
     ShareOptions,
     FleetOptions,
     SubscriptionOptions,
-    TelemetryOptions
+    TelemetryOptions,
+    FrontDoorOptions,
+    TrustedDocumentOptions
 );
 
 /// Parses one option group from command-line style arguments, ignoring the environment.
@@ -695,6 +792,23 @@ mod tests {
         assert_eq!((o.ttl(), o.cache_max_bytes), (Some(Duration::from_secs(5)), 1000));
         let off = Config::from_args(["--cache-ttl", "0s"]).expect("parses");
         assert_eq!(off.share.ttl(), None);
+    }
+
+    #[test]
+    fn client_rates_parse_with_their_default_burst() {
+        let c = Config::from_args(["--client-rate", "5/s", "--trusted-proxies", "10.0.0.0/8, 127.0.0.1"])
+            .expect("parses");
+        let (rate, burst) = c.front_door.client_limit().expect("set");
+        assert_eq!((rate.calls, rate.per, burst), (5, Duration::from_secs(1), 5));
+        assert_eq!(c.front_door.trusted_proxies.len(), 2);
+        let limit =
+            |r: &str| Config::from_args(["--client-rate", r]).expect("parses").front_door.client_limit();
+        assert_eq!(limit("30/min").map(|l| l.1), Some(1));
+        assert_eq!(limit("7200/h").map(|l| l.1), Some(2));
+        let c = Config::from_args(["--client-rate", "1/min", "--client-burst", "3"]).expect("parses");
+        assert_eq!(c.front_door.client_limit().map(|l| l.1), Some(3));
+        assert!(Config::from_args(["--trusted-proxies", "not-an-ip"]).is_err());
+        assert_eq!(FrontDoorOptions::default().client_rate, None);
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub enum ErrorCode {
     PersistedQueryNotSupported,
     /// A broken invariant inside the service (never caused by input).
     InternalServerError,
+    /// The service is at its limit of requests in execution; retry after `Retry-After`.
+    Overloaded,
+    /// A document that is not in the trusted-documents manifest (enforce mode).
+    PersistedQueryNotInList,
 }
 
 impl ErrorCode {
@@ -67,6 +71,8 @@ impl ErrorCode {
             Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             Self::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
             Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+            Self::Overloaded => "OVERLOADED",
+            Self::PersistedQueryNotInList => "PERSISTED_QUERY_NOT_IN_LIST",
         }
     }
 }
@@ -349,6 +355,8 @@ struct BodyExtensions<'a> {
     limit: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max: Option<u64>,
+    #[serde(rename = "retryAfter", skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
 }
 
 /// An HTTP-level failure (nothing executed), answered as a GraphQL error body of
@@ -363,8 +371,25 @@ pub fn http_error(
         status,
         content_type,
         message,
-        BodyExtensions { code: code.as_str(), limit: None, max: None },
+        BodyExtensions { code: code.as_str(), limit: None, max: None, retry_after: None },
     )
+}
+
+/// An HTTP-level refusal the client may retry (`OVERLOADED`, `RATE_LIMITED`): the status, a
+/// `Retry-After` header and `extensions.retryAfter`, both in whole seconds (at least 1).
+pub fn http_retry_error(
+    status: StatusCode,
+    code: ErrorCode,
+    message: &str,
+    retry_after: Duration,
+    content_type: &'static str,
+) -> Response {
+    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let secs = secs.max(1);
+    let ext = BodyExtensions { code: code.as_str(), limit: None, max: None, retry_after: Some(secs) };
+    let mut resp = write_error_body(status, content_type, message, ext);
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
 }
 
 /// An HTTP-level `LIMIT_EXCEEDED` answer naming the limit's flag and its value.
@@ -376,14 +401,19 @@ pub fn http_limit_error(
     content_type: &'static str,
 ) -> Response {
     let message = format!("{message} (limit {limit} = {max})");
-    let ext = BodyExtensions { code: ErrorCode::LimitExceeded.as_str(), limit: Some(limit), max: Some(max) };
+    let ext = BodyExtensions {
+        code: ErrorCode::LimitExceeded.as_str(),
+        limit: Some(limit),
+        max: Some(max),
+        retry_after: None,
+    };
     write_error_body(status, content_type, &message, ext)
 }
 
 /// The JSON of a one-error GraphQL response with `code`, for answers built outside axum's
 /// response type.
 pub fn error_body(code: ErrorCode, message: &str) -> Vec<u8> {
-    error_json(message, BodyExtensions { code: code.as_str(), limit: None, max: None })
+    error_json(message, BodyExtensions { code: code.as_str(), limit: None, max: None, retry_after: None })
 }
 
 fn error_json(message: &str, extensions: BodyExtensions<'_>) -> Vec<u8> {

@@ -14,13 +14,14 @@
 //!   HTTP error bodies.
 //! - [`project_id`]: the validated project and connection ids, the only client input in
 //!   upstream URLs.
-//! - [`http`]: router and layers, GraphQL over HTTP, body limits, API keys and allowed
-//!   projects, content negotiation and compression, subscriptions over WebSocket, SSE and
+//! - [`http`]: the accept loop (connection cap, header and idle timeouts), router and layers,
+//!   GraphQL over HTTP, body limits, API keys and allowed projects, rate limits and load
+//!   shedding, content negotiation and compression, subscriptions over WebSocket, SSE and
 //!   multipart, GraphiQL, health. No resolvers.
 //! - [`graphql`]: schema, types (views over the DTOs), pages and counts, the per-request
 //!   loader, the Apollo Federation v2 subgraph, the `connectionEvents` subscription with its
 //!   shared pollers, and the schema extensions (limits, the per-operation call budget, APQ,
-//!   observation, parsed documents). No HTTP.
+//!   observation, parsed documents, trusted documents). No HTTP.
 //! - [`upstream`]: the DLI client, DTOs, retries and breaker, coalescing and cache, and
 //!   authentication (tokens, AK/SK signing, IAM, secret files). No GraphQL.
 //! - [`observability`]: logs and OTLP spans, Prometheus metrics, request ids and trace context.

@@ -17,7 +17,7 @@ pub mod schema;
 pub mod subscription;
 pub mod watch;
 
-pub(crate) use extensions::apq;
+pub(crate) use extensions::{apq, trusted_documents};
 pub use loader::ProjectLoader;
 pub use schema::{DliSchema, SchemaOptions, build, sdl};
 pub use subscription::SubscriptionScope;

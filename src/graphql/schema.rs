@@ -17,6 +17,7 @@ use super::{
         document_cache::DocumentCache,
         limits::{DocumentLimits, DocumentScan, nesting_bound},
         observe::Observe,
+        trusted_documents::{TrustedDocuments, TrustedDocumentsExtension},
     },
     federation::{self, Entity, Project, Service},
     field::null_on_error,
@@ -220,6 +221,8 @@ pub struct SchemaOptions {
     pub detail: DetailOptions,
     /// Where operation counts go; spans are recorded either way.
     pub metrics: Option<Metrics>,
+    /// The trusted-documents list, when only listed documents may run.
+    pub trusted_documents: Option<std::sync::Arc<TrustedDocuments>>,
 }
 
 /// Builds the executable schema.
@@ -239,6 +242,10 @@ pub fn build(opts: &SchemaOptions) -> DliSchema {
         .extension(DocumentScan(limits.clone()))
         .extension(CallBudgets { max: opts.detail.max_detail_calls })
         .data(opts.detail);
+    // Before APQ: a listed hash is resolved here, and an unlisted one may not be registered.
+    if let Some(trusted) = &opts.trusted_documents {
+        builder = builder.extension(TrustedDocumentsExtension(trusted.clone()));
+    }
     builder = apq::register(builder, opts.graphql.apq_cache_size);
     if !introspection {
         builder = builder.disable_introspection().disable_suggestions();

@@ -202,11 +202,31 @@ impl AccessPolicy {
         headers: &HeaderMap,
         service: &Option<Credential>,
     ) -> Result<Option<Credential>, Denied> {
+        self.credential_and_key(headers, service).map(|(credential, _)| credential)
+    }
+
+    /// Like [`Self::credential`], with the digest of the API key that admitted the caller
+    /// (none when the caller brought its own token, or no key is required).
+    pub fn credential_and_key(
+        &self,
+        headers: &HeaderMap,
+        service: &Option<Credential>,
+    ) -> Result<(Option<Credential>, Option<[u8; 32]>), Denied> {
         let own = headers.get("x-auth-token").and_then(|v| v.to_str().ok()).and_then(Credential::token);
         match own {
-            Some(own) => Ok(Some(own)),
-            None => self.admit(headers).map(|()| service.clone()),
+            Some(own) => Ok((Some(own), None)),
+            None => {
+                self.admit(headers)?;
+                Ok((service.clone(), self.caller_key(headers)))
+            }
         }
+    }
+
+    /// The digest of the API key of a caller [`Self::admit`] let through, when keys are
+    /// required (so the key was checked); `None` otherwise.
+    pub fn caller_key(&self, headers: &HeaderMap) -> Option<[u8; 32]> {
+        self.api_keys.as_ref()?;
+        bearer(headers).map(|k| digest(k.expose_secret()))
     }
 
     /// The projects that may be queried, when restricted.

@@ -93,9 +93,12 @@ pub fn check_batch(batch: &BatchRequest, limits: &Limits, format: Format) -> Opt
             format.content_type(),
         ));
     }
-    // A persisted-query hash stands in for the document (APQ fills it in later).
+    // A persisted-query hash or a trusted document's id stands in for the document (APQ or
+    // the trusted-documents list fills it in later).
     let no_query = |r: &async_graphql::Request| {
-        r.query.trim().is_empty() && !r.extensions.0.contains_key("persistedQuery")
+        r.query.trim().is_empty()
+            && !r.extensions.0.contains_key("persistedQuery")
+            && !r.extensions.0.contains_key(crate::graphql::trusted_documents::DOCUMENT_ID)
     };
     batch.iter().any(no_query).then(|| {
         http_error(

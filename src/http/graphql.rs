@@ -14,14 +14,16 @@ use axum::{
 use serde::Serialize;
 
 use super::{
-    AppState, body,
+    AppState,
+    admission::Caller,
+    body,
     encoding::{self, Format},
     share::{self, Encoded, Key},
     streams, ws,
 };
 use crate::{
     error::{ErrorCode, http_error},
-    graphql::{ProjectLoader, apq},
+    graphql::{ProjectLoader, apq, trusted_documents},
     observability::trace_context,
     upstream::Credential,
 };
@@ -118,37 +120,63 @@ pub(crate) async fn get(State(state): State<AppState>, req: Request) -> Response
 }
 
 async fn execute(state: AppState, req: Request, format: Format) -> Response {
-    let credential = match state.access.credential(req.headers(), &state.service_credential) {
-        Ok(credential) => credential,
-        Err(denied) => return denied.into_response(format),
-    };
+    // A caller's own token needs no API key: DLI authorises it. Otherwise the service's
+    // credential is used, and only by callers the access policy admits.
+    let (credential, api_key) =
+        match state.access.credential_and_key(req.headers(), &state.service_credential) {
+            Ok(admitted) => admitted,
+            Err(denied) => return denied.into_response(format),
+        };
+    if let Some(limits) = &state.rate_limits {
+        let caller = match api_key {
+            Some(key) => Some(Caller::ApiKey(key)),
+            None => limits.client_ip(req.extensions().get(), req.headers()).map(Caller::Ip),
+        };
+        if let Some(caller) = caller
+            && let Some(refused) = limits.check(caller, format)
+        {
+            return refused;
+        }
+    }
     let method = req.method().clone();
     let is_get = method == Method::GET;
     let request_id = req.headers().get(trace_context::REQUEST_ID_HEADER).cloned();
-    // The request's own bytes identify identical requests (the body is already in memory).
-    let (req, request_bytes) = match &state.executions {
-        Some(_) if is_get => {
-            let query = Bytes::copy_from_slice(req.uri().query().unwrap_or("").as_bytes());
-            (req, Some(query))
-        }
-        Some(_) => {
-            let (parts, body) = req.into_parts();
-            let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-                return http_error(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::BadRequest,
-                    "could not read the request body",
-                    format.content_type(),
-                );
-            };
-            (Request::from_parts(parts, axum::body::Body::from(bytes.clone())), Some(bytes))
-        }
-        None => (req, None),
+    // The request's own bytes identify identical requests and carry any `documentId` (the
+    // body is already in memory).
+    let wants_bytes = state.executions.is_some() || state.trusted_documents;
+    let (req, request_bytes) = if !wants_bytes {
+        (req, None)
+    } else if is_get {
+        let query = Bytes::copy_from_slice(req.uri().query().unwrap_or("").as_bytes());
+        (req, Some(query))
+    } else {
+        let (parts, body) = req.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+            return http_error(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "could not read the request body",
+                format.content_type(),
+            );
+        };
+        (Request::from_parts(parts, axum::body::Body::from(bytes.clone())), Some(bytes))
     };
-    let batch = match GraphQLBatchRequest::<Rejection>::from_request(req, &()).await {
+    let document_ids = match &request_bytes {
+        Some(bytes) if state.trusted_documents => document_ids(is_get, bytes),
+        _ => Vec::new(),
+    };
+    let mut batch = match GraphQLBatchRequest::<Rejection>::from_request(req, &()).await {
         Ok(b) => b.into_inner(),
         Err(rejection) => return rejection.into_response(),
     };
+    for (request, id) in batch.iter_mut().zip(document_ids) {
+        if let Some(id) = id {
+            request
+                .extensions
+                .0
+                .insert(trusted_documents::DOCUMENT_ID.to_owned(), async_graphql::Value::String(id));
+        }
+    }
     if let Some(resp) = body::check_batch(&batch, &state.limits, format) {
         return resp;
     }
@@ -169,6 +197,10 @@ async fn execute(state: AppState, req: Request, format: Format) -> Response {
     let loader =
         Arc::new(ProjectLoader::new(state.shared.clone(), credential, state.access.allowed_projects()));
     let batch = batch.data(loader);
+    let _slot = match state.shed.slot(format).await {
+        Ok(slot) => slot,
+        Err(shed) => return shed,
+    };
     let schema = state.schema.clone();
     let run = async move {
         let response = match request_id {
@@ -183,6 +215,32 @@ async fn execute(state: AppState, req: Request, format: Format) -> Response {
             executions.run(key, run, || state.metrics.shared_execution()).await.to_response()
         }
         _ => run.await.to_response(),
+    }
+}
+
+/// The `documentId` of each operation of the request, in order, from the raw query string
+/// (GET) or JSON body (POST: one object or a batch).
+fn document_ids(is_get: bool, raw: &[u8]) -> Vec<Option<String>> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        #[serde(rename = "documentId")]
+        document_id: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Body {
+        One(Named),
+        Batch(Vec<Named>),
+    }
+    if is_get {
+        let id = form_urlencoded::parse(raw).find(|(k, _)| k == "documentId").map(|(_, v)| v.into_owned());
+        return vec![id];
+    }
+    match serde_json::from_slice::<Body>(raw) {
+        Ok(Body::One(n)) => vec![n.document_id],
+        Ok(Body::Batch(ns)) => ns.into_iter().map(|n| n.document_id).collect(),
+        // Not JSON of that shape: the parser reports it.
+        Err(_) => Vec::new(),
     }
 }
 

@@ -4,8 +4,9 @@
 //! WebSocket (`graphql-transport-ws`, [`ws`]) and SSE or multipart ([`streams`]) on the same
 //! path, GraphiQL at `GET /graphql` for browsers and at `/` (assets under `/graphiql/`),
 //! `GET /healthz`, `GET /readyz` and `GET /metrics` ([`health`]). Content negotiation lives
-//! in [`encoding`], body limits in [`body`], API keys
-//! and allowed projects in [`access`].
+//! in [`encoding`], body limits in [`body`], API keys and allowed projects in [`access`],
+//! rate limits and load shedding in [`admission`], the accept loop with its connection
+//! limits and timeouts in [`serve`].
 //!
 //! Every request gets an `X-Request-Id` (the client's, when valid, else a new UUID), echoed
 //! in the response, recorded on its `request` span and sent upstream.
@@ -38,11 +39,13 @@ use crate::{
 };
 
 pub(crate) mod access;
+pub(crate) mod admission;
 pub(crate) mod body;
 pub(crate) mod encoding;
 pub(crate) mod graphiql;
 pub(crate) mod graphql;
 pub mod health;
+pub(crate) mod serve;
 pub(crate) mod share;
 pub mod streams;
 pub mod ws;
@@ -78,6 +81,12 @@ pub struct AppState {
     pub subscriptions: SubscriptionOptions,
     /// The cap on open streaming connections.
     pub slots: Arc<streams::StreamSlots>,
+    /// Execution slots (`--max-concurrent-requests`).
+    pub shed: Arc<admission::LoadShed>,
+    /// Per-caller rate limits, when `--client-rate` is set.
+    pub rate_limits: Option<Arc<admission::RateLimits>>,
+    /// Whether only trusted documents run: requests may then name one by `documentId`.
+    pub trusted_documents: bool,
 }
 
 /// Responses smaller than this are sent uncompressed whatever the client accepts.

@@ -94,6 +94,18 @@ impl Transport {
         }
     }
 }
+/// `dli_graphql_connections_open`.
+pub const CONNECTIONS_OPEN: &str = "dli_graphql_connections_open";
+/// `dli_graphql_connections_refused_total` (over `--max-connections`).
+pub const CONNECTIONS_REFUSED: &str = "dli_graphql_connections_refused_total";
+/// `dli_graphql_connections_timed_out_total{reason}` (`header_read` or `idle`).
+pub const CONNECTIONS_TIMED_OUT: &str = "dli_graphql_connections_timed_out_total";
+/// `dli_graphql_requests_shed_total`.
+pub const REQUESTS_SHED: &str = "dli_graphql_requests_shed_total";
+/// `dli_graphql_requests_rate_limited_total`.
+pub const REQUESTS_RATE_LIMITED: &str = "dli_graphql_requests_rate_limited_total";
+/// `dli_graphql_unknown_operations_total{mode}` (`enforce` refused, `log` served).
+pub const UNKNOWN_OPERATIONS: &str = "dli_graphql_unknown_operations_total";
 
 /// The state of the upstream circuit breaker, as the `dli_graphql_upstream_circuit_state`
 /// gauge shows it.
@@ -240,7 +252,32 @@ impl Metrics {
             describe_counter!(WATCH_POLLS, "Upstream polls made by the pollers, by outcome.");
             gauge!(SUBSCRIPTIONS_ACTIVE).set(0.0);
             gauge!(WATCH_POLLERS).set(0.0);
+            describe_gauge!(CONNECTIONS_OPEN, "Client connections open right now.");
+            describe_counter!(
+                CONNECTIONS_REFUSED,
+                "Client connections closed on arrival because --max-connections were open."
+            );
+            describe_counter!(
+                CONNECTIONS_TIMED_OUT,
+                "Client connections closed by the server: header_read (request headers too slow) or idle."
+            );
+            describe_counter!(
+                REQUESTS_SHED,
+                "GraphQL requests answered 503 OVERLOADED (no execution slot within --queue-timeout)."
+            );
+            describe_counter!(
+                REQUESTS_RATE_LIMITED,
+                "GraphQL requests answered 429 RATE_LIMITED (caller over --client-rate)."
+            );
+            describe_counter!(
+                UNKNOWN_OPERATIONS,
+                "GraphQL documents not in the trusted-documents manifest, by mode (enforce: refused; log: served)."
+            );
             gauge!(HTTP_IN_FLIGHT).set(0.0);
+            gauge!(CONNECTIONS_OPEN).set(0.0);
+            counter!(CONNECTIONS_REFUSED).absolute(0);
+            counter!(REQUESTS_SHED).absolute(0);
+            counter!(REQUESTS_RATE_LIMITED).absolute(0);
             counter!(UPSTREAM_RETRIES).absolute(0);
             counter!(UPSTREAM_COALESCED).absolute(0);
             counter!(SHARED_EXECUTIONS).absolute(0);
@@ -395,6 +432,37 @@ impl Metrics {
         self.with(|| counter!(WATCH_POLLS, "outcome" => outcome).increment(1));
     }
 
+    /// A client connection opened; counted open until the guard is dropped.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.with(|| gauge!(CONNECTIONS_OPEN).increment(1.0));
+        OpenConnection { metrics: self.clone() }
+    }
+
+    /// A client connection closed on arrival (over `--max-connections`).
+    pub fn connection_refused(&self) {
+        self.with(|| counter!(CONNECTIONS_REFUSED).increment(1));
+    }
+
+    /// A client connection closed by the server; `reason` is `header_read` or `idle`.
+    pub fn connection_timed_out(&self, reason: &'static str) {
+        self.with(|| counter!(CONNECTIONS_TIMED_OUT, "reason" => reason).increment(1));
+    }
+
+    /// A GraphQL request shed (503 OVERLOADED).
+    pub fn request_shed(&self) {
+        self.with(|| counter!(REQUESTS_SHED).increment(1));
+    }
+
+    /// A GraphQL request refused by the per-caller rate limit (429).
+    pub fn request_rate_limited(&self) {
+        self.with(|| counter!(REQUESTS_RATE_LIMITED).increment(1));
+    }
+
+    /// A document not in the trusted-documents manifest; `mode` is `enforce` or `log`.
+    pub fn unknown_operation(&self, mode: &'static str) {
+        self.with(|| counter!(UNKNOWN_OPERATIONS, "mode" => mode).increment(1));
+    }
+
     /// `name` if it is already a label value or there is room for it, else `other`.
     fn operation_label(&self, name: &str) -> String {
         let valid = !name.is_empty()
@@ -447,6 +515,17 @@ impl Drop for Gauged {
             Some(t) => gauge!(gauge, "transport" => t.as_str()).decrement(1.0),
             None => gauge!(gauge).decrement(1.0),
         });
+    }
+}
+
+/// Keeps `dli_graphql_connections_open` raised while alive.
+pub struct OpenConnection {
+    metrics: Metrics,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.metrics.with(|| gauge!(CONNECTIONS_OPEN).decrement(1.0));
     }
 }
 
