@@ -8,10 +8,7 @@ use async_graphql::Context;
 
 use super::{
     extensions::budget::{CallBudget, DetailCall},
-    loader::{
-        EnhancedListKey, EnhancedShowKey, Fetch, Outcome, PrivilegesKey, ProjectDataLoader, ProjectLoader,
-        ShowKey,
-    },
+    loader::{EnhancedListKey, EnhancedShowKey, Fetch, Outcome, PrivilegesKey, ProjectLoader, ShowKey},
 };
 use crate::{
     error,
@@ -35,8 +32,8 @@ pub fn null_on_error<T>(ctx: &Context<'_>, result: async_graphql::Result<T>) -> 
     }
 }
 
-fn loader<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Arc<ProjectDataLoader>> {
-    ctx.data::<Arc<ProjectDataLoader>>().map_err(|_| error::internal("no loader for this request"))
+fn loader<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Arc<ProjectLoader>> {
+    ctx.data::<Arc<ProjectLoader>>().map_err(|_| error::internal("no loader for this request"))
 }
 
 /// The classic list of `project`, through the request's loader (one call per project

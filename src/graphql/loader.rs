@@ -36,9 +36,6 @@ use crate::{
 /// The outcome of one project's list call, shared by every field that asked for it.
 pub type ProjectResult = ListOutcome;
 
-/// The loader stored in each request's data (the name fields look it up by).
-pub type ProjectDataLoader = ProjectLoader;
-
 /// A call started for one key, shared by every field that asks for that key.
 type Call<V> = Shared<BoxFuture<'static, V>>;
 
