@@ -568,3 +568,50 @@ async fn the_redis_password_never_reaches_the_logs() {
     assert!(logs.contains("Redis does not answer"), "{logs}");
     assert!(!logs.contains("s3cr3t-redis-pw"), "{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_on_three_replicas_share_one_poll_per_ttl_window_through_redis() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let redis = RedisServer::start();
+    let fleet =
+        fleet(3, Some(&redis), &["--watch-interval", "1s", "--cache-ttl", "1s"], SimOptions::default()).await;
+    let subscribe = json!({ "query": "subscription { connectionEvents(projectId: \"watched\") { kind } }" });
+    // One SSE subscriber per replica, all on the same project with the same token.
+    let mut streams = Vec::new();
+    for replica in &fleet.replicas {
+        let resp = fleet
+            .http
+            .post(format!("http://{}/graphql", replica.addr))
+            .header("X-Auth-Token", TOKEN)
+            .header("accept", "text/event-stream")
+            .json(&subscribe)
+            .send()
+            .await
+            .expect("the stream opens");
+        assert_eq!(resp.status(), 200);
+        streams.push(resp);
+    }
+    let started = Instant::now();
+    // Every subscriber gets its snapshot.
+    for stream in &mut streams {
+        let mut seen = String::new();
+        while !seen.contains("SNAPSHOT") {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await;
+            let chunk = chunk.expect("an event in time").expect("readable").expect("not ended");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(4000).saturating_sub(started.elapsed())).await;
+    let elapsed = started.elapsed();
+    let calls = call_times(&fleet.sim, "watched");
+    // Three pollers (one per replica) polling every second would make about 12 calls; through
+    // Redis the fleet makes one per TTL window, plus one for a window the first poll straddles.
+    let windows = (elapsed.as_millis() / 1000) as usize + 2;
+    eprintln!(
+        "fleet watch: 3 replicas, one subscriber each, {} ms, {} DLI calls at {calls:?} ms",
+        elapsed.as_millis(),
+        calls.len()
+    );
+    assert!(!calls.is_empty() && calls.len() <= windows, "{calls:?} for {windows} windows");
+    drop(streams);
+}
