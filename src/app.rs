@@ -93,6 +93,15 @@ impl App {
             slots: http::streams::StreamSlots::new(config.subscriptions.max_streams),
             shed: Arc::new(LoadShed::new(&config.front_door, metrics.clone())),
             rate_limits: RateLimits::new(&config.front_door, metrics.clone()).map(Arc::new),
+            // The trusted-documents list decides per request (and reloads), so every request
+            // of a listed-documents server goes through its check in async-graphql.
+            planner: (!config.graphql.no_planned_executor && trusted_documents.is_none()).then(|| {
+                Arc::new(graphql::plan::Planner::new(
+                    config.graphql.document_cache_size,
+                    config.limits.max_projects,
+                ))
+            }),
+            verify_plans: config.graphql.verify_plans,
             trusted_documents: trusted_documents.is_some(),
         });
         let origins = config.cors_origins()?;

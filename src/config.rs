@@ -217,6 +217,17 @@ pub struct GraphqlOptions {
     /// recently used dropped first; 0 parses every request. Every limit is still checked.
     #[arg(long, env = "DLI_GRAPHQL_DOCUMENT_CACHE_SIZE", default_value_t = 512)]
     pub document_cache_size: usize,
+
+    /// Run every operation through async-graphql: no planned executor for connection lists
+    /// (docs/performance.md). Answers are the same byte for byte; only the cost differs.
+    #[arg(long, env = "DLI_GRAPHQL_NO_PLANNED_EXECUTOR")]
+    pub no_planned_executor: bool,
+
+    /// Run async-graphql too for every request the planned executor answers and compare the
+    /// bytes; a difference is answered 500 INTERNAL_SERVER_ERROR and counted. For tests and
+    /// canaries: it doubles the cost of those requests.
+    #[arg(long, env = "DLI_GRAPHQL_VERIFY_PLANS")]
+    pub verify_plans: bool,
 }
 
 /// Every request limit, each set by the flag of the same name. HTTP-level limits (body size,

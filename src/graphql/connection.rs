@@ -6,7 +6,7 @@ use async_graphql::{Context, Enum, ID, Object, ScalarType, Value};
 
 pub use super::scalar::DateTime;
 use super::{
-    field,
+    field, json,
     queue::{QueuePeering, peerings},
     scalar::non_empty,
 };
@@ -145,6 +145,18 @@ macro_rules! connection_fields {
                     })*
                 }
             }
+
+            /// The JSON of [`Leaf::value`], written straight into `out` (same function; the
+            /// planned executor's output, compared with the generic one's by `--verify-plans`).
+            pub(super) fn write_json(self, c: &Connection, out: &mut Vec<u8>) {
+                match self {
+                    Self::Typename => out.extend_from_slice(br#""Connection""#),
+                    $(Self::$variant => {
+                        let $c = c;
+                        LeafValue::write_json($body, out)
+                    })*
+                }
+            }
         }
 
         /// A classic datasource connection: a network link from DLI queues to a peer service
@@ -221,14 +233,24 @@ connection_fields! {
 }
 
 /// A field's typed value as a response value, exactly as async-graphql's output types
-/// convert it (checked by `tests/api/fast_path.rs`).
-trait LeafValue {
+/// convert it (checked by `tests/api/fast_path.rs`), and as the JSON that value serializes
+/// to (checked by `--verify-plans`, which every API test runs with).
+trait LeafValue: Sized {
     fn leaf_value(self) -> Value;
+
+    /// By default the JSON of [`LeafValue::leaf_value`]; the common types write it directly.
+    fn write_json(self, out: &mut Vec<u8>) {
+        json::value(&self.leaf_value(), out);
+    }
 }
 
 impl LeafValue for ID {
     fn leaf_value(self) -> Value {
         Value::String(self.0)
+    }
+
+    fn write_json(self, out: &mut Vec<u8>) {
+        json::string(&self.0, out);
     }
 }
 
@@ -236,11 +258,22 @@ impl LeafValue for &str {
     fn leaf_value(self) -> Value {
         Value::String(self.to_owned())
     }
+
+    fn write_json(self, out: &mut Vec<u8>) {
+        json::string(self, out);
+    }
 }
 
 impl LeafValue for Option<&str> {
     fn leaf_value(self) -> Value {
         self.map_or(Value::Null, LeafValue::leaf_value)
+    }
+
+    fn write_json(self, out: &mut Vec<u8>) {
+        match self {
+            Some(s) => json::string(s, out),
+            None => out.extend_from_slice(b"null"),
+        }
     }
 }
 
@@ -254,11 +287,26 @@ impl LeafValue for Vec<&str> {
     fn leaf_value(self) -> Value {
         Value::List(self.into_iter().map(LeafValue::leaf_value).collect())
     }
+
+    fn write_json(self, out: &mut Vec<u8>) {
+        out.push(b'[');
+        for (i, s) in self.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json::string(s, out);
+        }
+        out.push(b']');
+    }
 }
 
 impl LeafValue for DateTime {
     fn leaf_value(self) -> Value {
         self.to_value()
+    }
+
+    fn write_json(self, out: &mut Vec<u8>) {
+        DateTime::write_json(&self, out);
     }
 }
 
@@ -283,6 +331,13 @@ impl LeafValue for ConnectionState {
             ConnectionState::Unknown => 4,
         };
         VALUES[i].clone()
+    }
+
+    fn write_json(self, out: &mut Vec<u8>) {
+        match self.leaf_value() {
+            Value::Enum(name) => json::string(&name, out),
+            other => json::value(&other, out),
+        }
     }
 }
 

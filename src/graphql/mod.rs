@@ -9,11 +9,14 @@ pub mod enhanced;
 pub mod extensions;
 pub(crate) mod federation;
 pub(crate) mod field;
+pub(crate) mod json;
 pub(crate) mod loader;
 pub mod page;
+pub(crate) mod plan;
 pub mod queue;
 pub mod scalar;
 pub mod schema;
+pub(crate) mod selection;
 pub mod subscription;
 pub mod watch;
 

@@ -35,15 +35,34 @@ impl ScalarType for DateTime {
 
 impl DateTime {
     /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, as chrono's `to_rfc3339_opts(Millis, true)` writes it.
-    ///
-    /// Written digit by digit for years 0–9999 (every real creation time): chrono goes
-    /// through `core::fmt`, which is measurably slower for long lists (docs/performance.md).
     pub fn to_rfc3339(&self) -> String {
+        match self.rfc3339_bytes() {
+            Some(bytes) => bytes.iter().map(|&b| char::from(b)).collect(),
+            None => self.0.to_rfc3339_opts(SecondsFormat::Millis, true),
+        }
+    }
+
+    /// [`DateTime::to_rfc3339`] as a JSON string, written into `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self.rfc3339_bytes() {
+            Some(bytes) => {
+                out.push(b'"');
+                out.extend_from_slice(&bytes);
+                out.push(b'"');
+            }
+            None => super::json::string(&self.to_rfc3339(), out),
+        }
+    }
+
+    /// The RFC 3339 form, digit by digit, for years 0–9999 (every real creation time):
+    /// chrono goes through `core::fmt`, which is measurably slower for long lists
+    /// (docs/performance.md). `None` for other years.
+    fn rfc3339_bytes(&self) -> Option<[u8; 24]> {
         use chrono::{Datelike, Timelike};
         let t = self.0;
         let year = t.year();
         if !(0..=9999).contains(&year) {
-            return t.to_rfc3339_opts(SecondsFormat::Millis, true);
+            return None;
         }
         let millis = t.timestamp_subsec_millis().min(999);
         let mut out = [0u8; 24];
@@ -63,7 +82,7 @@ impl DateTime {
         for (i, sep) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')] {
             out[i] = sep;
         }
-        out.iter().map(|&b| char::from(b)).collect()
+        Some(out)
     }
 }
 

@@ -17,6 +17,7 @@ use super::{
         document_cache::DocumentCache,
         limits::{DocumentLimits, DocumentScan, nesting_bound},
         observe::Observe,
+        order::ResponseOrder,
         trusted_documents::{TrustedDocuments, TrustedDocumentsExtension},
     },
     federation::{self, Entity, Project, Service},
@@ -235,6 +236,7 @@ pub fn build(opts: &SchemaOptions) -> DliSchema {
     let mut builder = Schema::build(Query, EmptyMutation, SubscriptionRoot)
         .extension(Observe::new(opts.metrics.clone()))
         .extension(SnapshotMarker)
+        .extension(ResponseOrder)
         // The subgraph SDL keeps `type Subscription`, so the router can pass subscriptions
         // through to this subgraph.
         .enable_subscription_in_federation()

@@ -87,6 +87,10 @@ pub struct AppState {
     pub rate_limits: Option<Arc<admission::RateLimits>>,
     /// Whether only trusted documents run: requests may then name one by `documentId`.
     pub trusted_documents: bool,
+    /// The planned executor's plans (none with `--no-planned-executor` or trusted documents).
+    pub(crate) planner: Option<Arc<crate::graphql::plan::Planner>>,
+    /// `--verify-plans`: planned answers are compared with async-graphql's.
+    pub verify_plans: bool,
 }
 
 /// Responses smaller than this are sent uncompressed whatever the client accepts.
@@ -129,11 +133,15 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(
             |resp: &Response, latency: std::time::Duration, span: &tracing::Span| {
                 span.record("http.response.status_code", i64::from(resp.status().as_u16()));
-                tracing::info!(
-                    status = resp.status().as_u16(),
-                    latency_ms = latency.as_millis() as u64,
-                    "request finished"
-                );
+                let (status, latency_ms) = (resp.status().as_u16(), latency.as_millis() as u64);
+                // One line per request is an access log, at debug (`RUST_LOG=dli_graphql=debug`):
+                // at thousands of requests a second, formatting and writing it would cost more
+                // than answering; the metrics count every request. Server errors stay visible.
+                if resp.status().is_server_error() {
+                    tracing::warn!(status, latency_ms, "request finished");
+                } else {
+                    tracing::debug!(status, latency_ms, "request finished");
+                }
             },
         ))
         // Keeps credentials out of anything that prints headers.

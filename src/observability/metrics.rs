@@ -47,6 +47,10 @@ pub const UPSTREAM_RETRIES: &str = "dli_graphql_upstream_retries_total";
 pub const UPSTREAM_COALESCED: &str = "dli_graphql_upstream_coalesced_total";
 /// `dli_graphql_shared_executions_total`.
 pub const SHARED_EXECUTIONS: &str = "dli_graphql_shared_executions_total";
+/// `dli_graphql_planned_operations_total`.
+pub const PLANNED_OPERATIONS: &str = "dli_graphql_planned_operations_total";
+/// `dli_graphql_plan_mismatches_total`.
+pub const PLAN_MISMATCHES: &str = "dli_graphql_plan_mismatches_total";
 /// `dli_graphql_cache_hits_total`.
 pub const CACHE_HITS: &str = "dli_graphql_cache_hits_total";
 /// `dli_graphql_cache_misses_total`.
@@ -223,6 +227,14 @@ impl Metrics {
                 SHARED_EXECUTIONS,
                 "GraphQL requests answered by an identical request's execution in flight."
             );
+            describe_counter!(
+                PLANNED_OPERATIONS,
+                "GraphQL operations answered by the planned executor (under --verify-plans: whose planned answer matched async-graphql's)."
+            );
+            describe_counter!(
+                PLAN_MISMATCHES,
+                "Operations whose planned answer differed from async-graphql's (--verify-plans; answered 500)."
+            );
             describe_counter!(CACHE_HITS, "Upstream answers served from the response cache.");
             describe_counter!(CACHE_MISSES, "Response cache lookups that had to call upstream.");
             describe_gauge!(CIRCUIT_STATE, "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.");
@@ -281,6 +293,8 @@ impl Metrics {
             counter!(UPSTREAM_RETRIES).absolute(0);
             counter!(UPSTREAM_COALESCED).absolute(0);
             counter!(SHARED_EXECUTIONS).absolute(0);
+            counter!(PLANNED_OPERATIONS).absolute(0);
+            counter!(PLAN_MISMATCHES).absolute(0);
             counter!(CACHE_HITS).absolute(0);
             counter!(CACHE_MISSES).absolute(0);
             gauge!(CIRCUIT_STATE).set(CircuitState::Closed.value());
@@ -366,6 +380,16 @@ impl Metrics {
     /// One request answered by an identical request's execution in flight.
     pub fn shared_execution(&self) {
         self.with(|| counter!(SHARED_EXECUTIONS).increment(1));
+    }
+
+    /// One operation answered by the planned executor.
+    pub fn planned_operation(&self) {
+        self.with(|| counter!(PLANNED_OPERATIONS).increment(1));
+    }
+
+    /// One planned answer that differed from async-graphql's.
+    pub fn plan_mismatch(&self) {
+        self.with(|| counter!(PLAN_MISMATCHES).increment(1));
     }
 
     /// One answer served from the response cache.

@@ -56,7 +56,7 @@ async fn fleet(n: usize, redis: Option<&RedisServer>, args: &[&str], sim_opts: S
     let url = redis.map(RedisServer::url);
     let mut replicas = Vec::new();
     for _ in 0..n {
-        let mut all = vec!["--listen", "127.0.0.1:0", "--endpoint", &endpoint];
+        let mut all = vec!["--listen", "127.0.0.1:0", "--endpoint", &endpoint, "--verify-plans"];
         if let Some(url) = &url {
             all.extend(["--redis-url", url, "--redis-timeout", REDIS_TIMEOUT]);
         }

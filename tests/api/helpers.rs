@@ -45,8 +45,16 @@ pub async fn spawn_app_with(args: &[&str], sim_opts: SimOptions) -> TestApp {
     spawn_with_config(config, sim).await
 }
 
-/// Starts the server from `config`, keeping `sim` alive beside it.
-pub async fn spawn_with_config(config: Config, sim: Simulator) -> TestApp {
+/// Starts the server from `config`, keeping `sim` alive beside it. Every planned answer is
+/// checked against async-graphql's (`--verify-plans`), so every test that sends a query the
+/// planned executor can answer also compares the two executors byte for byte.
+pub async fn spawn_with_config(mut config: Config, sim: Simulator) -> TestApp {
+    config.graphql.verify_plans = true;
+    spawn_exactly(config, sim).await
+}
+
+/// Starts the server from `config` as given (the planned executor unverified, as deployed).
+pub async fn spawn_exactly(config: Config, sim: Simulator) -> TestApp {
     let app = App::build(&config).await.expect("app builds");
     let addr = app.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();

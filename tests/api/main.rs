@@ -19,6 +19,7 @@ mod http;
 mod limits;
 mod observability;
 mod pages;
+mod planned;
 mod properties;
 mod resilience;
 mod schema;

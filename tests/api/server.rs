@@ -148,7 +148,7 @@ async fn start(
     args: &[&str],
 ) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
     let endpoint = sim.url();
-    let mut all = vec!["--listen", "127.0.0.1:0", "--endpoint", &endpoint];
+    let mut all = vec!["--listen", "127.0.0.1:0", "--endpoint", &endpoint, "--verify-plans"];
     all.extend_from_slice(args);
     let app = App::build(&Config::from_args(all).expect("config")).await.expect("builds");
     let url = format!("http://{}/graphql", app.local_addr());

@@ -9,4 +9,5 @@ pub(crate) mod budget;
 pub(crate) mod document_cache;
 pub mod limits;
 pub(crate) mod observe;
+pub(crate) mod order;
 pub(crate) mod trusted_documents;
