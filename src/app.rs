@@ -10,7 +10,7 @@ use crate::{
     graphql::trusted_documents::TrustedDocuments,
     graphql::{self, SchemaOptions, Watcher},
     http::{
-        self, AppState,
+        self, AppState, Services,
         access::AccessPolicy,
         admission::{LoadShed, RateLimits},
         serve::{self, ServeOptions},
@@ -77,7 +77,7 @@ impl App {
         });
         let shared = SharedClient::new(client.clone(), &config.share, fleet.clone(), config.upstream.timeout);
         let watcher = Watcher::new(shared.clone(), &config.subscriptions, metrics.clone());
-        let mut router = http::router(AppState {
+        let mut router = http::router(AppState::new(Services {
             schema,
             client,
             shared,
@@ -103,7 +103,7 @@ impl App {
             }),
             verify_plans: config.graphql.verify_plans,
             trusted_documents: trusted_documents.is_some(),
-        });
+        }));
         let origins = config.cors_origins()?;
         if !origins.is_empty() {
             router = router.layer(http::cors_layer(origins));

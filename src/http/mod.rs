@@ -52,9 +52,28 @@ pub mod ws;
 
 use access::AccessPolicy;
 
-/// What every request handler shares.
+/// What every request handler shares, behind one `Arc`: axum clones the state for every
+/// request, and one reference count is cheaper than one per service (each an atomic that the
+/// cores would pass back and forth).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// The state of a router serving `services`.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services and settings behind [`AppState`].
+pub struct Services {
     /// The executable schema.
     pub schema: DliSchema,
     /// The upstream client.
