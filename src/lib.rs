@@ -20,8 +20,9 @@
 //!   multipart, GraphiQL, health. No resolvers.
 //! - [`graphql`]: schema, types (views over the DTOs), pages and counts, the per-request
 //!   loader, the Apollo Federation v2 subgraph, the `connectionEvents` subscription with its
-//!   shared pollers, and the schema extensions (limits, the per-operation call budget, APQ,
-//!   observation, parsed documents, trusted documents). No HTTP.
+//!   shared pollers, the planned executor, and the schema extensions (limits, the
+//!   per-operation call budget, APQ, observation, response order, parsed documents, trusted
+//!   documents). No HTTP.
 //! - [`upstream`]: the DLI client, DTOs, retries and breaker, coalescing and cache, and
 //!   authentication (tokens, AK/SK signing, IAM, secret files). No GraphQL.
 //! - [`observability`]: logs and OTLP spans, Prometheus metrics, request ids and trace context.
@@ -44,6 +45,11 @@
 //! the same `load_one(project)`, so entity lookups share those calls too. Per-connection
 //! calls (`connection`, `queueStatuses`, `enhancedConnection`, `privileges`) go through the
 //! same loader with their own key types, each spending the operation's budget once.
+//!
+//! An operation of the common shape (root `connections` lists of leaves) that async-graphql
+//! has answered once without errors is answered from then on by the planned executor
+//! (`graphql::plan`): the same loader and calls, its variables bound by async-graphql's own
+//! coercion, the JSON written straight from the DTOs; `--verify-plans` compares the two.
 
 pub mod app;
 pub mod config;
