@@ -46,7 +46,7 @@ use super::{
     extensions::{document_cache::MAX_CACHED_QUERY_BYTES, limits::fan_out},
     json,
     loader::ProjectLoader,
-    selection::{Conditions, operation, skipped},
+    selection::{Conditions, each_field, operation},
 };
 use crate::project_id::ProjectId;
 
@@ -408,89 +408,43 @@ fn collect_root(
     set: &SelectionSet,
     conditions: &Conditions<'_>,
 ) -> Option<Vec<RootField>> {
-    let mut out = Vec::new();
-    collect_root_into(doc, set, conditions, &mut out)?;
+    let mut out: Vec<RootField> = Vec::new();
+    each_field(doc, set, conditions, &mut |field| {
+        let key = field.response_key().node.clone();
+        if out.iter().any(|f| f.key == key) {
+            return None;
+        }
+        out.push(RootField { kind: root_kind(doc, field, conditions)?, key });
+        Some(())
+    })?;
     Some(out)
-}
-
-fn collect_root_into(
-    doc: &ExecutableDocument,
-    set: &SelectionSet,
-    conditions: &Conditions<'_>,
-    out: &mut Vec<RootField>,
-) -> Option<()> {
-    for selection in &set.items {
-        if skipped(selection.node.directives(), conditions)? {
-            continue;
-        }
-        match &selection.node {
-            Selection::Field(field) => {
-                let key = field.node.response_key().node.clone();
-                if out.iter().any(|f| f.key == key) {
-                    return None;
-                }
-                out.push(RootField { kind: root_kind(doc, &field.node, conditions)?, key });
-            }
-            Selection::FragmentSpread(spread) => {
-                let fragment = doc.fragments.get(&spread.node.fragment_name.node)?;
-                collect_root_into(doc, &fragment.node.selection_set.node, conditions, out)?;
-            }
-            Selection::InlineFragment(fragment) => {
-                collect_root_into(doc, &fragment.node.selection_set.node, conditions, out)?;
-            }
-        }
-    }
-    Some(())
 }
 
 fn root_kind(doc: &ExecutableDocument, field: &Field, conditions: &Conditions<'_>) -> Option<RootKind> {
     if field.name.node == "__typename" {
         return Some(RootKind::Typename);
     }
-    let mut columns = Vec::new();
-    collect_columns(doc, &field.selection_set.node, conditions, &mut columns)?;
+    // A `Connection` key seen before keeps its first position (validation guarantees it is
+    // the same field), as async-graphql merges them.
+    let mut columns: Vec<(&Name, Leaf)> = Vec::new();
+    each_field(doc, &field.selection_set.node, conditions, &mut |f| {
+        let key = &f.response_key().node;
+        if !columns.iter().any(|(k, _)| *k == key) {
+            columns.push((key, Leaf::from_name(f.name.node.as_str())?));
+        }
+        Some(())
+    })?;
     let columns = columns
         .into_iter()
         .map(|(key, leaf)| {
             let mut prefix = Vec::with_capacity(key.len() + 3);
-            json::string(&key, &mut prefix);
+            json::string(key, &mut prefix);
             prefix.push(b':');
             Column { prefix: prefix.into(), leaf }
         })
         .collect();
     let args = field.arguments.iter().map(|(n, v)| (n.node.clone(), v.node.clone())).collect();
     Some(RootKind::Connections { args, columns })
-}
-
-/// The response keys of a `Connection` selection in order; a key seen before keeps its first
-/// position (validation guarantees it is the same field), as async-graphql merges them.
-fn collect_columns(
-    doc: &ExecutableDocument,
-    set: &SelectionSet,
-    conditions: &Conditions<'_>,
-    out: &mut Vec<(Name, Leaf)>,
-) -> Option<()> {
-    for selection in &set.items {
-        if skipped(selection.node.directives(), conditions)? {
-            continue;
-        }
-        match &selection.node {
-            Selection::Field(field) => {
-                let key = field.node.response_key().node.clone();
-                if !out.iter().any(|(k, _)| *k == key) {
-                    out.push((key, Leaf::from_name(field.node.name.node.as_str())?));
-                }
-            }
-            Selection::FragmentSpread(spread) => {
-                let fragment = doc.fragments.get(&spread.node.fragment_name.node)?;
-                collect_columns(doc, &fragment.node.selection_set.node, conditions, out)?;
-            }
-            Selection::InlineFragment(fragment) => {
-                collect_columns(doc, &fragment.node.selection_set.node, conditions, out)?;
-            }
-        }
-    }
-    Some(())
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 use async_graphql::{
     InputType, Name, Positioned, Variables,
     parser::types::{
-        Directive, DocumentOperations, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
+        Directive, DocumentOperations, ExecutableDocument, Field, OperationDefinition, Selection,
+        SelectionSet,
     },
 };
 
@@ -21,7 +22,7 @@ pub enum Conditions<'a> {
 /// (`remove_skipped_selection`: the request's variables only, defaults not applied, and a
 /// value that is not a Boolean counting as false). `None` under [`Conditions::Literal`] when
 /// a condition uses a variable.
-pub fn skipped(directives: &[Positioned<Directive>], conditions: &Conditions<'_>) -> Option<bool> {
+fn skipped(directives: &[Positioned<Directive>], conditions: &Conditions<'_>) -> Option<bool> {
     for directive in directives {
         let include = match directive.node.name.node.as_str() {
             "skip" => false,
@@ -62,44 +63,60 @@ pub fn operation<'d>(
     }
 }
 
+/// Calls `visit` for every field selection of `set` that runs under `conditions`, in order,
+/// with fragment spreads and inline fragments expanded in place (their type conditions are
+/// the caller's to check). `None` when a condition is undecided, a fragment is unknown, the
+/// fragments nest deeper than validation allows anyway, or `visit` says `None`.
+pub fn each_field<'d>(
+    doc: &'d ExecutableDocument,
+    set: &'d SelectionSet,
+    conditions: &Conditions<'_>,
+    visit: &mut impl FnMut(&'d Field) -> Option<()>,
+) -> Option<()> {
+    fn walk<'d>(
+        doc: &'d ExecutableDocument,
+        set: &'d SelectionSet,
+        conditions: &Conditions<'_>,
+        visit: &mut impl FnMut(&'d Field) -> Option<()>,
+        depth: usize,
+    ) -> Option<()> {
+        // Fragment cycles fail async-graphql's recursion check before anything here runs; the
+        // bound only keeps this total.
+        if depth > 64 {
+            return None;
+        }
+        for selection in &set.items {
+            if skipped(selection.node.directives(), conditions)? {
+                continue;
+            }
+            match &selection.node {
+                Selection::Field(field) => visit(&field.node)?,
+                Selection::FragmentSpread(spread) => {
+                    let fragment = doc.fragments.get(&spread.node.fragment_name.node)?;
+                    walk(doc, &fragment.node.selection_set.node, conditions, visit, depth + 1)?;
+                }
+                Selection::InlineFragment(fragment) => {
+                    walk(doc, &fragment.node.selection_set.node, conditions, visit, depth + 1)?;
+                }
+            }
+        }
+        Some(())
+    }
+    walk(doc, set, conditions, visit, 0)
+}
+
 /// The response keys of a root selection set in the spec's order: each key where it first
 /// appears among the selections that run, fragments expanded in place. (Fragments at the root
 /// can only be on the root type, so no type condition needs deciding.)
 pub fn root_keys(doc: &ExecutableDocument, set: &SelectionSet, variables: &Variables) -> Vec<Name> {
-    fn walk(
-        doc: &ExecutableDocument,
-        set: &SelectionSet,
-        variables: &Variables,
-        out: &mut Vec<Name>,
-        depth: usize,
-    ) {
-        // Fragment cycles are refused by validation; the bound only keeps this total.
-        if depth > 64 {
-            return;
+    let mut out: Vec<Name> = Vec::new();
+    // A request's conditions are always decided; an unknown fragment fails validation.
+    let _ = each_field(doc, set, &Conditions::Request(variables), &mut |field| {
+        let key = &field.response_key().node;
+        if !out.contains(key) {
+            out.push(key.clone());
         }
-        for selection in &set.items {
-            if skipped(selection.node.directives(), &Conditions::Request(variables)).unwrap_or(true) {
-                continue;
-            }
-            match &selection.node {
-                Selection::Field(field) => {
-                    let key = &field.node.response_key().node;
-                    if !out.contains(key) {
-                        out.push(key.clone());
-                    }
-                }
-                Selection::FragmentSpread(spread) => {
-                    if let Some(fragment) = doc.fragments.get(&spread.node.fragment_name.node) {
-                        walk(doc, &fragment.node.selection_set.node, variables, out, depth + 1);
-                    }
-                }
-                Selection::InlineFragment(fragment) => {
-                    walk(doc, &fragment.node.selection_set.node, variables, out, depth + 1);
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(doc, set, variables, &mut out, 0);
+        Some(())
+    });
     out
 }

@@ -10,11 +10,14 @@ use async_graphql::{
     extensions::{
         Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest,
     },
-    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
+    parser::types::{ExecutableDocument, OperationType},
 };
 use tracing::{Instrument, field::Empty};
 
-use crate::observability::metrics::{Metrics, OperationOutcome};
+use crate::{
+    graphql::selection::operation,
+    observability::metrics::{Metrics, OperationOutcome},
+};
 
 /// Registers the operation span and metrics on a schema.
 pub struct Observe {
@@ -102,19 +105,9 @@ impl Extension for ObserveExtension {
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
         let mut op = self.operation();
-        let chosen = match (&doc.operations, op.requested_name.as_deref()) {
-            (DocumentOperations::Single(o), None) => Some((None, o.node.ty)),
-            (DocumentOperations::Multiple(ops), Some(wanted)) => {
-                ops.get_key_value(wanted).map(|(n, o)| (Some(n.to_string()), o.node.ty))
-            }
-            (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-                ops.iter().next().map(|(n, o)| (Some(n.to_string()), o.node.ty))
-            }
-            _ => None,
-        };
-        if let Some((name, ty)) = chosen {
-            op.name = name;
-            op.kind = Some(match ty {
+        if let Some((name, chosen)) = operation(&doc, op.requested_name.as_deref()) {
+            op.name = name.map(str::to_owned);
+            op.kind = Some(match chosen.ty {
                 OperationType::Query => "query",
                 OperationType::Mutation => "mutation",
                 OperationType::Subscription => "subscription",

@@ -6,15 +6,16 @@
 //! spec asks for the requested order (§7.2.2, "Serialized Map Ordering"), clients that diff
 //! responses or hash them for caching need a stable one, and the planned executor's answers
 //! are compared with these byte for byte. This extension puts the root keys of each response
-//! back in the spec's order, and sorts field errors by the root field they belong to. (Below
-//! the root, fields resolved from data already loaded complete in selection order.)
+//! back in the spec's order, sorts field errors by the root field they belong to, and request
+//! errors (validation) by where they point in the document. (Below the root, fields resolved
+//! from data already loaded complete in selection order.)
 
 use std::sync::Arc;
 
 use async_graphql::{
     PathSegment, Request, Response, ServerResult, Value, Variables,
     extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest,
+        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest,
     },
     parser::types::ExecutableDocument,
 };
@@ -64,14 +65,9 @@ impl Extension for OrderExtension {
         Ok(doc)
     }
 
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut response = next.run(ctx, operation_name).await;
-        let Some(keys) = self.keys.lock().take() else { return response };
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        let keys = self.keys.lock().take().unwrap_or_default();
         let positions: std::collections::HashMap<&str, usize> =
             keys.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
         if let Value::Object(data) = &mut response.data
@@ -79,12 +75,19 @@ impl Extension for OrderExtension {
         {
             data.sort_by_cached_key(|k, _| positions.get(k.as_str()).copied().unwrap_or(usize::MAX));
         }
-        // Field errors too arrive in completion order: order them by their root field (a
-        // stable sort, so errors of one field keep their order).
+        // Field errors too arrive in completion order, and validation errors in an order of
+        // async-graphql's own: field errors by their root field, the others by where they
+        // point in the document (stable sorts, so ties keep their order).
         if response.errors.len() > 1 {
-            response.errors.sort_by_cached_key(|e| match e.path.first() {
-                Some(PathSegment::Field(key)) => positions.get(key.as_str()).copied().unwrap_or(usize::MAX),
-                _ => usize::MAX,
+            response.errors.sort_by_cached_key(|e| {
+                let root = match e.path.first() {
+                    Some(PathSegment::Field(key)) => {
+                        positions.get(key.as_str()).copied().unwrap_or(usize::MAX)
+                    }
+                    _ => usize::MAX,
+                };
+                let at = e.locations.first().map_or((usize::MAX, usize::MAX), |p| (p.line, p.column));
+                (root, if e.path.is_empty() { at } else { (0, 0) })
             });
         }
         response
