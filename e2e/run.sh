@@ -28,7 +28,8 @@ bin=target/debug/dli-graphql
 log=target/e2e-server.log
 
 # Port 0: the server picks a free port and logs it.
-"$bin" --demo --listen 127.0.0.1:0 --watch-interval 1s --log-format json >"$log" 2>&1 &
+# With the access log (debug), so that the README's request id can be found in it below.
+RUST_LOG=info,dli_graphql=debug "$bin" --demo --listen 127.0.0.1:0 --watch-interval 1s --log-format json >"$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 
@@ -76,7 +77,7 @@ grep -q '"code":"PERSISTED_QUERY_NOT_FOUND"' <<<"$out"
 [ "$(grep -c '"name":"dws_conn_1"' <<<"$out")" -eq 3 ] # the plain query, registration, hash alone
 grep -q '^dli_graphql_upstream_requests_total{outcome="ok"' <<<"$out"
 
-# The request id the README sends shows up in the server's log.
+# The request id the README sends shows up in the server's access log.
 grep -q '"request_id":"readme-example-1"' "$log"
 
 echo "e2e: 6 passed, 0 failed"
