@@ -258,11 +258,16 @@ impl Planned {
             operation_name: Option<std::borrow::Cow<'a, str>>,
             #[serde(borrow, default)]
             variables: Option<&'a serde_json::value::RawValue>,
-            #[serde(default)]
-            extensions: Option<serde::de::IgnoredAny>,
+            #[serde(borrow, default)]
+            extensions: Option<&'a serde_json::value::RawValue>,
         }
         let Ok(plain) = serde_json::from_slice::<Plain<'_>>(body) else { return Self::None };
-        if plain.extensions.is_some() || plain.query.trim().is_empty() {
+        // `null` and `{}` (which some clients always send) are no extensions.
+        let no_extensions = plain.extensions.is_none_or(|raw| {
+            serde_json::from_str::<Option<serde_json::Map<String, serde_json::Value>>>(raw.get())
+                .is_ok_and(|map| map.is_none_or(|m| m.is_empty()))
+        });
+        if !no_extensions || plain.query.trim().is_empty() {
             return Self::None;
         }
         let operation_name = plain.operation_name.as_deref();

@@ -346,6 +346,21 @@ async fn plans_answer_repeated_operations_and_count_them() {
     );
     // p1 and p2, p1 and p2, then p2 for both fields: one call per project per request.
     assert_eq!(app.sim.stats().calls, 5);
+    // Empty extensions are none; a persisted-query hash goes to async-graphql (APQ).
+    let apq = json!({ "persistedQuery": { "version": 1, "sha256Hash": "0" } });
+    for (extensions, planned) in [(json!({}), 3.0), (Value::Null, 4.0), (apq, 4.0)] {
+        let body = json!({ "query": query, "variables": { "p": "p1" }, "extensions": extensions });
+        let resp = app
+            .http
+            .post(app.graphql_url())
+            .header("X-Auth-Token", TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("answers");
+        let _ = resp.text().await;
+        assert_eq!(metric(&app, "dli_graphql_planned_operations_total").await, planned, "{extensions}");
+    }
     // A failing project: the plan steps aside and async-graphql answers with the error.
     let (status, failed) = post(&app, query, &json!({ "p": "fault-500-z" })).await;
     let failed: Value = serde_json::from_str(&failed).expect("JSON");
@@ -353,7 +368,7 @@ async fn plans_answer_repeated_operations_and_count_them() {
     assert_eq!(failed["data"]["a"], Value::Null);
     assert!(failed["data"]["b"].is_array());
     assert_eq!(errors(&failed)[0]["path"], json!(["a"]));
-    assert_eq!(metric(&app, "dli_graphql_planned_operations_total").await, 2.0);
+    assert_eq!(metric(&app, "dli_graphql_planned_operations_total").await, 4.0);
     // A hostile id: no upstream call, async-graphql's BAD_USER_INPUT.
     let calls = app.sim.stats().calls;
     let (_, hostile) = post(&app, query, &json!({ "p": "../../v3/x" })).await;
